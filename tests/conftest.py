@@ -1,0 +1,22 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+SHARED_DATA = Path(
+    os.environ.get(
+        "ITNET_GEO_SHARED_DATA",
+        Path(__file__).resolve().parents[2] / "shared" / "data",
+    )
+)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Root of the real benchmark data; skips the test where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA}")
+    return SHARED_DATA

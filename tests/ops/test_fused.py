@@ -1,0 +1,151 @@
+import itertools
+
+import pytest
+import torch
+
+from itnet_geo.nn import ITConv
+from itnet_geo.ops.fused import _tiles, csr_order, kernel_integral
+
+KERNELS = ["channel", "heads", "lowrank", "full"]
+MEASURES = ["sum", "mean", "softmax", "max"]
+
+
+def graph(kind, num_src=14, num_dst=14, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    if kind == "random":  # irregular degrees, some targets empty
+        src = torch.randint(0, num_src, (45,), generator=gen)
+        dst = torch.randint(0, num_dst, (45,), generator=gen)
+    else:  # every target has 4 neighbours, as in a k-NN graph
+        src = torch.randint(0, num_src, (num_dst * 4,), generator=gen)
+        dst = torch.arange(num_dst).repeat_interleave(4)
+    return torch.stack([src, dst])
+
+
+def grads(out, tensors):
+    g = torch.autograd.grad(out.square().sum(), tensors, allow_unused=True)
+    return [torch.zeros_like(t) if gi is None else gi for gi, t in zip(g, tensors)]
+
+
+CASES = [
+    (k, m, vp, kind)
+    for k, m, vp, kind in itertools.product(
+        KERNELS, MEASURES, [False, True], ["random", "regular"]
+    )
+    if not (vp and k in ("lowrank", "full"))
+]
+
+
+@pytest.mark.parametrize("kernel, measure, value_pos, kind", CASES)
+def test_fused_equals_reference_outputs_and_gradients(kernel, measure, value_pos, kind):
+    torch.manual_seed(0)
+    conv = ITConv(
+        8, 12, kernel=kernel, measure=measure, heads=3, rank=4,
+        hidden=12 if value_pos else 16, value_pos=value_pos,
+    ).double()
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(14, 8, generator=gen, dtype=torch.double, requires_grad=True)
+    pos = torch.randn(14, 3, generator=gen, dtype=torch.double, requires_grad=True)
+    w = (torch.rand(14, generator=gen, dtype=torch.double) + 0.5).requires_grad_()
+    edge_index = graph(kind)
+    tensors = [x, pos, w, *conv.parameters()]
+    ref = conv(x, pos, edge_index, w)
+    ref_grads = grads(ref, tensors)
+    for tile_size in (1, 9, 10_000):
+        conv.tile_size = tile_size
+        out = conv(x, pos, edge_index, w)
+        torch.testing.assert_close(out, ref)
+        for a, b in zip(grads(out, tensors), ref_grads, strict=True):
+            torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+@pytest.mark.parametrize("kind", ["random", "regular"])
+def test_gradcheck_fused(measure, kind):
+    torch.manual_seed(0)
+    conv = ITConv(3, 4, measure=measure, hidden=5, tile_size=6).double()
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(7, 3, generator=gen, dtype=torch.double, requires_grad=True)
+    pos = torch.randn(7, 3, generator=gen, dtype=torch.double, requires_grad=True)
+    w = (torch.rand(7, generator=gen, dtype=torch.double) + 0.5).requires_grad_()
+    edge_index = graph(kind, 7, 7)[:, :20]
+    assert torch.autograd.gradcheck(
+        lambda x, pos, w: conv(x, pos, edge_index, w), (x, pos, w)
+    )
+
+
+def test_gradcheck_kernel_integral_bipartite_with_params():
+    # The op itself, on a bipartite graph, including gradients of parameters.
+    gen = torch.Generator().manual_seed(3)
+
+    def t(*shape):
+        return torch.randn(*shape, generator=gen, dtype=torch.double).requires_grad_()
+
+    lin = t(6, 4)
+
+    def edge_fn(params, src_g, dst_g, rel):
+        (w,) = params
+        h = torch.tanh(src_g + dst_g + rel @ torch.ones(3, 6, dtype=rel.dtype))
+        return h @ w, None
+
+    edge_index = torch.stack(
+        [torch.randint(0, 9, (25,), generator=gen), torch.randint(0, 5, (25,), generator=gen)]
+    )
+    src, dst, ps, pd, val = t(9, 6), t(5, 6), t(9, 3), t(5, 3), t(9, 4, 2)
+    weight = (torch.rand(25, generator=gen, dtype=torch.double) + 0.5).requires_grad_()
+    for measure in MEASURES:
+        assert torch.autograd.gradcheck(
+            lambda *a, m=measure: kernel_integral(
+                edge_fn, a[-1:], *a[:5], edge_index, a[5], measure=m, tile_size=4
+            ),
+            (src, dst, ps, pd, val, weight, lin),
+        )
+
+
+def test_tiles_hold_whole_neighbourhoods():
+    rowptr = [0, 3, 3, 10, 12, 20, 21]
+    tiles = _tiles(rowptr, tile_size=5)
+    assert tiles[0][0] == 0 and tiles[-1][1] == 6
+    for (t0, t1, e0, e1), nxt in zip(tiles, tiles[1:] + [None]):
+        assert e0 == rowptr[t0] and e1 == rowptr[t1]
+        assert t1 > t0
+        assert e1 - e0 <= 5 or t1 - t0 == 1  # only a single huge neighbourhood exceeds
+        if nxt is not None:
+            assert nxt[0] == t1
+
+
+def test_csr_order_is_stable_and_counts():
+    edge_index = torch.tensor([[5, 1, 2, 3, 4], [2, 0, 2, 1, 0]])
+    perm, col, row, rowptr = csr_order(edge_index, num_targets=4)
+    assert row.tolist() == [0, 0, 1, 2, 2]
+    assert col.tolist() == [1, 4, 3, 5, 2]
+    assert rowptr.tolist() == [0, 2, 3, 5, 5]
+    assert torch.equal(edge_index[:, perm][0], col)
+
+
+def test_bad_measure_and_tile_size():
+    args = [torch.zeros(1, 1)] * 5
+    edge_index = torch.zeros(2, 1, dtype=torch.long)
+    with pytest.raises(ValueError, match="unknown measure"):
+        kernel_integral(None, [], *args, edge_index, measure="median")
+    with pytest.raises(ValueError, match="tile_size"):
+        kernel_integral(None, [], *args, edge_index, tile_size=0)
+
+
+def test_fused_memory_does_not_hold_edge_tensors():
+    # Saved tensors of the fused op are node-sized: nothing of size E x hidden.
+    torch.manual_seed(0)
+    conv = ITConv(8, 8, hidden=32, tile_size=64)
+    x = torch.randn(200, 8, requires_grad=True)
+    pos = torch.randn(200, 3)
+    edge_index = torch.stack(
+        [torch.randint(0, 200, (3200,)), torch.arange(200).repeat_interleave(16)]
+    )
+    sizes = []
+
+    def pack(t):
+        sizes.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        conv(x, pos, edge_index).sum().backward()
+    assert max(sizes) < 3200 * 32 / 4
