@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+torch.set_num_threads(1)  # tiny test tensors: threads only add overhead
 
 SHARED_DATA = Path(
     os.environ.get(

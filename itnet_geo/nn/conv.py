@@ -337,7 +337,9 @@ class ITConv(MessagePassing):
         num_src, num_dst = x_src.size(0), x_dst.size(0)
         edge_weight = self._edge_weight(weight, edge_index, num_src)
         if self.mc is not None and self.training:
-            edge_index, edge_weight = self.mc(edge_index, edge_weight, num_src, num_dst)
+            edge_index, edge_weight = self.mc(
+                edge_index, edge_weight, num_src, num_dst, pos=(pos_src, pos_dst)
+            )
 
         src_terms, dst_terms = self.kernel_nn.node_terms(x_src, x_dst, pos_src, pos_dst)
         value = self._values(x_src)
@@ -362,13 +364,15 @@ class ITConv(MessagePassing):
                 out = out / total.clamp_min(tiny).view(-1, 1, 1)
         else:
             names, params = self._kernel_params()
+            kernel_nn = self.kernel_nn
+            per_edge_pos = kernel_nn.pos_term is not None and not kernel_nn.folds_pos
             out = kernel_integral(
                 self._edge_fn(names),
                 params,
                 src_terms,
                 dst_terms,
-                pos_src,
-                pos_dst,
+                pos_src if per_edge_pos else None,
+                pos_dst if per_edge_pos else None,
                 value,
                 edge_index,
                 weight=edge_weight,

@@ -388,8 +388,8 @@ def kernel_integral(
     params: Sequence[Tensor],
     src_terms: Tensor,
     dst_terms: Tensor,
-    pos_src: Tensor,
-    pos_dst: Tensor,
+    pos_src: Optional[Tensor],
+    pos_dst: Optional[Tensor],
     value: Tensor,
     edge_index: Tensor,
     weight: Optional[Tensor] = None,
@@ -407,8 +407,9 @@ def kernel_integral(
         params: Tensors :obj:`edge_fn` depends on (gradients flow to them).
         src_terms: Per-source node terms :math:`(N_s, S)`.
         dst_terms: Per-target node terms :math:`(N_t, T)`.
-        pos_src: Source positions :math:`(N_s, D)`.
-        pos_dst: Target positions :math:`(N_t, D)`.
+        pos_src: Source positions :math:`(N_s, D)`; :obj:`None` if the kernel
+            takes no per-edge relative position (it then gets a zero-width one).
+        pos_dst: Target positions :math:`(N_t, D)`, or :obj:`None`.
         value: Values :math:`(N_s, K_v, C)`.
         edge_index: :math:`(2, E)`, row 0 the source :math:`j`, row 1 the
             target :math:`i`, in any order.
@@ -426,6 +427,9 @@ def kernel_integral(
     if tile_size < 1:
         raise ValueError(f"tile_size must be positive, got {tile_size}")
     num_targets = dst_terms.size(0)
+    if pos_src is None or pos_dst is None:  # the kernel needs no per-edge positions
+        pos_src = src_terms.new_zeros(src_terms.size(0), 0)
+        pos_dst = dst_terms.new_zeros(num_targets, 0)
     perm, col, row, rowptr = csr_order(edge_index, num_targets)
     if weight is not None:
         weight = weight.index_select(0, perm)
