@@ -336,7 +336,9 @@ class ITConv(MessagePassing):
         pos_src, pos_dst = pos_pair
         num_src, num_dst = x_src.size(0), x_dst.size(0)
         edge_weight = self._edge_weight(weight, edge_index, num_src)
-        if self.mc is not None and self.training:
+        if self.mc is not None and (
+            self.training or not getattr(self.mc, "train_only", True)
+        ):
             edge_index, edge_weight = self.mc(
                 edge_index, edge_weight, num_src, num_dst, pos=(pos_src, pos_dst)
             )
