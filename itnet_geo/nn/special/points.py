@@ -920,8 +920,12 @@ def from_nn_conv(m: NNConv, pos_dim: Optional[int] = None) -> NNConvIT:
     return layer.train(m.training)
 
 
+#: The name DESIGN.md gives the Point Transformer conversion.
+from_point_transformer = from_point_transformer_conv
+
 __all__ = [
     "from_point_net_conv",
+    "from_point_transformer",
     "from_edge_conv",
     "from_point_transformer_conv",
     "from_nn_conv",

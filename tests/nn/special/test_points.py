@@ -580,3 +580,9 @@ def test_lazy_and_sparse_inputs_are_refused():
     )
     with pytest.raises(TypeError, match="edge_index"):
         ours(torch.randn(5, C_IN), adj)
+
+
+def test_design_name_from_point_transformer_is_the_same_function():
+    from itnet_geo.nn import special
+
+    assert special.from_point_transformer is special.from_point_transformer_conv
