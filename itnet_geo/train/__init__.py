@@ -1,0 +1,102 @@
+r"""Training, evaluation, checkpoints and plots for itnet_geo models.
+
+:func:`fit` is the loop (seeded, resumable, time-budgeted, DDP-ready),
+:func:`evaluate` scores a model (with voting), :func:`train_run` and
+:func:`evaluate_checkpoint` are what ``itnet-geo train`` / ``eval`` run.
+"""
+
+from itnet_geo.train.budget import budget_reserve, parse_duration, plan_total_steps
+from itnet_geo.train.checkpoint import (
+    CheckpointError,
+    build_model,
+    load_checkpoint,
+    model_config,
+    model_from_checkpoint,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+)
+from itnet_geo.train.data import (
+    DATASET_KINDS,
+    DEFAULT_AUGMENT,
+    DataSpec,
+    build_augment,
+    build_split,
+    carve_split,
+    default_data_root,
+    labels_of,
+    vote_augment,
+)
+from itnet_geo.train.distributed import (
+    DistInfo,
+    cleanup_distributed,
+    dist_info,
+    init_distributed,
+)
+from itnet_geo.train.evaluate import EvalResult, evaluate
+from itnet_geo.train.loop import (
+    FitResult,
+    NonFiniteLossError,
+    TrainConfig,
+    fit,
+    make_optimizer,
+)
+from itnet_geo.train.metrics import class_accuracy, confusion_matrix, overall_accuracy
+from itnet_geo.train.plots import plot_confusion, plot_curves
+from itnet_geo.train.presets import TRAIN_PRESETS
+from itnet_geo.train.run import (
+    DEFAULT_MODEL,
+    evaluate_checkpoint,
+    load_datasets,
+    make_model,
+    train_run,
+)
+from itnet_geo.train.schedule import WarmupCosine
+
+__all__ = [
+    "fit",
+    "TrainConfig",
+    "FitResult",
+    "NonFiniteLossError",
+    "make_optimizer",
+    "evaluate",
+    "EvalResult",
+    "confusion_matrix",
+    "overall_accuracy",
+    "class_accuracy",
+    "WarmupCosine",
+    "parse_duration",
+    "plan_total_steps",
+    "budget_reserve",
+    "save_checkpoint",
+    "load_checkpoint",
+    "CheckpointError",
+    "model_config",
+    "build_model",
+    "model_from_checkpoint",
+    "rng_state",
+    "set_rng_state",
+    "seed_everything",
+    "plot_curves",
+    "plot_confusion",
+    "DataSpec",
+    "DATASET_KINDS",
+    "DEFAULT_AUGMENT",
+    "build_split",
+    "carve_split",
+    "labels_of",
+    "build_augment",
+    "vote_augment",
+    "default_data_root",
+    "DistInfo",
+    "init_distributed",
+    "dist_info",
+    "cleanup_distributed",
+    "TRAIN_PRESETS",
+    "DEFAULT_MODEL",
+    "make_model",
+    "load_datasets",
+    "train_run",
+    "evaluate_checkpoint",
+]

@@ -1,0 +1,385 @@
+r"""Whole runs: data + model + :func:`~itnet_geo.train.fit` + final test, and eval.
+
+What ``itnet-geo train`` / ``eval`` / ``demo`` do, without the command line:
+:func:`train_run` reads the dataset a :class:`~itnet_geo.train.DataSpec`
+describes, carves the validation split, builds the model, trains, evaluates the
+best checkpoint on the test split (with voting) and writes ``results.json`` and
+``confusion.png``; :func:`evaluate_checkpoint` scores a checkpoint on any root
+laid out like the one it was trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+from torch_geometric.data import Dataset
+from torch_geometric.loader import DataLoader
+
+from itnet_geo.train.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    model_from_checkpoint,
+    seed_everything,
+)
+from itnet_geo.train.data import (
+    DataSpec,
+    build_augment,
+    build_split,
+    carve_split,
+    vote_augment,
+)
+from itnet_geo.train.distributed import barrier, dist_info, init_distributed
+from itnet_geo.train.evaluate import EvalResult, evaluate
+from itnet_geo.train.loop import TrainConfig, _shard, fit
+from itnet_geo.train.plots import plot_confusion
+
+log = logging.getLogger("itnet_geo.train")
+
+#: The model each input kind gets unless another is named.
+DEFAULT_MODEL = {"points": "itnet_classifier", "mesh": "mesh_itnet"}
+RESULTS_FILE = "results.json"
+CONFUSION_FILE = "confusion.png"
+
+
+def make_model(
+    spec: DataSpec,
+    num_classes: int,
+    model: Optional[str] = None,
+    preset: Optional[str] = None,
+    options: Optional[dict[str, Any]] = None,
+) -> nn.Module:
+    r"""The model for :obj:`spec`'s inputs from :mod:`itnet_geo.nn.models`.
+
+    ``itnet_classifier`` for point clouds (``num_points`` and ``in_channels`` from
+    :obj:`spec`; :obj:`preset` names an entry of
+    :data:`itnet_geo.nn.models.PRESETS`), ``mesh_itnet`` for mesh graphs
+    (``in_channels`` = HKS features). :obj:`options` override constructor
+    arguments.
+    """
+    from itnet_geo.nn.models import ITNetClassifier, build_model
+
+    name = model or DEFAULT_MODEL[spec.input]
+    options = dict(options or {})
+    if name == ITNetClassifier.name:
+        options.setdefault("num_points", spec.num_points)
+        if preset is not None:
+            return ITNetClassifier.from_preset(
+                preset, num_classes, in_channels=spec.in_channels, **options
+            )
+    elif preset is not None:
+        raise ValueError(
+            f"model presets are for {ITNetClassifier.name} only, not {name}"
+        )
+    return build_model(
+        name, num_classes=num_classes, in_channels=spec.in_channels, **options
+    )
+
+
+def _try_split(spec: DataSpec, split: str) -> Optional[Dataset]:
+    if spec.kind == "synthetic":
+        return build_split(spec, split)
+    try:
+        return build_split(spec, split)
+    except FileNotFoundError as err:
+        text = str(err)
+        if f"no '{split}' split" in text or f"'{split}' split)" in text:
+            return None
+        raise
+
+
+def load_datasets(
+    spec: DataSpec,
+) -> tuple[Dataset, Optional[Dataset], Optional[Dataset], list[str]]:
+    r"""``(train, validation, test, classes)`` for :obj:`spec`.
+
+    Validation is carved from train (:attr:`DataSpec.val_fraction` per class,
+    seeded by :attr:`DataSpec.val_seed`); with a fraction of 0 it is the test
+    split when there is one. Test is :obj:`None` when the root has no test
+    split. Under torch.distributed rank 0 reads (and caches) first.
+    """
+    info = dist_info()
+    if not info.is_main:
+        barrier()
+    train_full = build_split(spec, "train")
+    test = _try_split(spec, "test")
+    if info.is_main:
+        barrier()
+    classes = list(train_full.classes)
+    if test is not None and list(test.classes) != classes:
+        raise ValueError(
+            f"the train and test splits of {spec.root} have different classes"
+        )
+    if spec.val_fraction > 0:
+        train, val = carve_split(train_full, spec.val_fraction, spec.val_seed)
+    else:
+        train, val = train_full, test
+    return train, val, test, classes
+
+
+def _voting(augment: Any, votes: int) -> tuple[int, Any]:
+    """Votes and their augmentation; one vote when training used no augmentation."""
+    transform = build_augment(vote_augment(tuple(augment or ())))
+    if votes > 1 and transform is None:
+        log.warning("no augmentation to vote over (training used none): 1 vote")
+        return 1, None
+    return votes, transform
+
+
+def _eval_loader(dataset: Dataset, batch_size: int) -> DataLoader:
+    info = dist_info()
+    return DataLoader(
+        _shard(dataset, info.rank, info.world_size),
+        batch_size=batch_size,
+        shuffle=False,
+    )
+
+
+def train_run(
+    spec: Optional[DataSpec],
+    config: Optional[TrainConfig],
+    out_dir: str | os.PathLike,
+    model: Optional[str] = None,
+    model_preset: Optional[str] = None,
+    model_options: Optional[dict[str, Any]] = None,
+    resume: bool | str | os.PathLike = False,
+    progress: bool = True,
+    clock_start: Optional[float] = None,
+    root: Optional[str | os.PathLike] = None,
+    cache_dir: Optional[str | os.PathLike] = None,
+) -> dict[str, Any]:
+    r"""Train on :obj:`spec`'s data and evaluate the best checkpoint.
+
+    Writes to :obj:`out_dir`: ``metrics.jsonl``, ``train.log``, ``curves.png``,
+    ``best.pt``, ``last.pt`` (see :func:`~itnet_geo.train.fit`), and after
+    training ``confusion.png`` and ``results.json`` with the final evaluation of
+    ``best.pt`` (test split with :attr:`TrainConfig.votes` votes, or the
+    validation split when there is no test split).
+
+    With :obj:`resume` (``True`` for ``<out_dir>/last.pt``, or a path) the data,
+    model and training options are those stored in the checkpoint; :obj:`root`
+    and :obj:`cache_dir` may point elsewhere (data moved), :obj:`spec` and
+    :obj:`config` are ignored.
+
+    Returns:
+        dict: The summary also written to ``results.json``.
+    """
+    clock_start = time.perf_counter() if clock_start is None else clock_start
+    init_distributed()
+    info = dist_info()
+    out = Path(out_dir)
+    ckpt = None
+    if not resume and (spec is None or config is None):
+        raise ValueError("a new run needs a DataSpec and a TrainConfig")
+    if resume:
+        path = out / "last.pt" if resume is True else Path(resume)
+        if not path.is_file():
+            raise FileNotFoundError(f"nothing to resume: {path} does not exist")
+        ckpt = load_checkpoint(path)
+        if "data" not in ckpt or not ckpt["data"]:
+            raise CheckpointError(f"{path} does not record its dataset")
+        overrides: dict[str, Any] = {
+            "cache_dir": None if cache_dir is None else str(cache_dir)
+        }
+        if root is not None:
+            overrides["root"] = str(root)
+        spec = DataSpec.from_dict(ckpt["data"], **overrides)
+        config = TrainConfig.from_dict(ckpt["train"])
+    train, val, test, classes = load_datasets(spec)
+    if ckpt is not None:
+        if list(ckpt["classes"]) != classes:
+            raise CheckpointError(
+                "the dataset's classes differ from the checkpoint's: "
+                f"{classes} vs {list(ckpt['classes'])}"
+            )
+        from itnet_geo.train.checkpoint import build_model
+
+        net = build_model(ckpt["model"])
+    else:
+        seed_everything(config.seed)
+        net = make_model(spec, len(classes), model, model_preset, model_options)
+    final_set = test if test is not None else val
+    final_size = 0 if final_set is None else len(final_set) * config.votes
+    if info.is_main:
+        log.info(
+            "data: %s at %s — %d classes, %d train / %d validation / %s test shapes",
+            spec.kind,
+            spec.root,
+            len(classes),
+            len(train),
+            0 if val is None else len(val),
+            "no" if test is None else len(test),
+        )
+        log.info(
+            "model: %s (%s parameters)",
+            getattr(net, "name", type(net).__name__),
+            f"{sum(p.numel() for p in net.parameters()):,}",
+        )
+    result = fit(
+        net,
+        train,
+        val,
+        config,
+        out,
+        classes,
+        data=spec.to_dict(),
+        resume=ckpt,
+        final_eval_size=final_size,
+        clock_start=clock_start,
+        progress=progress,
+        prepare=spec.prepare,
+    )
+    barrier()
+    summary: dict[str, Any] = {
+        "epochs": result.epochs,
+        "steps": result.steps,
+        "best_epoch": result.best["epoch"],
+        "best_val_accuracy": result.best["accuracy"],
+        "out": str(out),
+        "checkpoint": str(result.best_path),
+    }
+    if final_set is not None:
+        best = model_from_checkpoint(load_checkpoint(result.best_path))
+        seed_everything(config.seed)
+        votes, vote_transform = _voting(config.augment, config.votes)
+        res = evaluate(
+            best,
+            _eval_loader(final_set, config.eval_batch_size or 2 * config.batch_size),
+            len(classes),
+            votes=votes,
+            vote_transform=vote_transform,
+            progress=progress and info.is_main,
+            desc="test" if test is not None else "validation",
+            prepare=spec.prepare,
+        )
+        summary.update(
+            split="test" if test is not None else "val",
+            votes=votes,
+            **{k: v for k, v in res.to_dict().items()},
+        )
+        if info.is_main:
+            plot_confusion(
+                res.confusion,
+                classes,
+                out / CONFUSION_FILE,
+                title=f"{summary['split']} split",
+            )
+    summary["elapsed_s"] = _prior(ckpt) + time.perf_counter() - clock_start
+    summary["time_budget_s"] = config.time_budget
+    if info.is_main:
+        tmp = out / (RESULTS_FILE + ".tmp")
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        os.replace(tmp, out / RESULTS_FILE)
+    return summary
+
+
+def _prior(ckpt: Optional[dict[str, Any]]) -> float:
+    if ckpt is None or not ckpt.get("budget"):
+        return 0.0
+    return float(ckpt["budget"].get("used", 0.0))
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike,
+    root: Optional[str | os.PathLike] = None,
+    split: str = "test",
+    votes: int = 1,
+    batch_size: int = 32,
+    cache_dir: Optional[str | os.PathLike] = None,
+    dataset: Optional[str] = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> EvalResult:
+    r"""Score a checkpoint on the :obj:`split` of :obj:`root`.
+
+    The dataset kind and reading options (points, normals, mesh features …) come
+    from the checkpoint. The root's classes are matched to the checkpoint's by
+    name, so a root may hold a subset of them, in any order.
+
+    Args:
+        checkpoint (str or os.PathLike): ``best.pt`` or ``last.pt``.
+        root (str or os.PathLike, optional): Data folder; default the
+            training root. (default: :obj:`None`)
+        split (str, optional): ``"test"``, ``"train"`` or ``"val"`` (the
+            validation split carved from train as in training).
+            (default: ``"test"``)
+        votes (int, optional): Augmented copies to average. (default: :obj:`1`)
+        batch_size (int, optional): Shapes per batch. (default: :obj:`32`)
+        cache_dir (str or os.PathLike, optional): Processed-data cache.
+            (default: :obj:`None`)
+        dataset (str, optional): Dataset kind, for checkpoints that do not
+            record one. (default: :obj:`None`)
+        seed (int, optional): Seed of the voting augmentation.
+            (default: :obj:`0`)
+        progress (bool, optional): Progress bar. (default: :obj:`False`)
+
+    Raises:
+        CheckpointError: Unreadable checkpoint, or classes of :obj:`root` that
+            the checkpoint does not know.
+    """
+    if split not in ("test", "train", "val"):
+        raise ValueError(f"split must be 'test', 'train' or 'val', got {split!r}")
+    ckpt = load_checkpoint(checkpoint)
+    options = dict(ckpt.get("data") or {})
+    if dataset is not None:
+        options["kind"] = dataset
+    if "kind" not in options:
+        raise CheckpointError(
+            f"{checkpoint} does not record its dataset kind: pass the dataset"
+        )
+    overrides: dict[str, Any] = {
+        "cache_dir": None if cache_dir is None else str(cache_dir)
+    }
+    if root is not None:
+        overrides["root"] = str(root)
+    elif "root" not in options:
+        raise CheckpointError(f"{checkpoint} does not record a data root: pass one")
+    spec = DataSpec.from_dict(options, **overrides)
+    if split == "val":
+        if spec.val_fraction <= 0:
+            raise ValueError("this run carved no validation split from train")
+        full = build_split(spec, "train")
+        data = carve_split(full, spec.val_fraction, spec.val_seed)[1]
+    else:
+        full = data = build_split(spec, split)
+    names = [str(c) for c in full.classes]
+    classes = [str(c) for c in ckpt["classes"]]
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = [c for c in names if c not in index]
+    if unknown:
+        raise CheckpointError(
+            f"classes of {spec.root} unknown to the checkpoint: {', '.join(unknown)} "
+            f"(it knows {len(classes)}: {', '.join(classes[:10])}"
+            f"{', ...' if len(classes) > 10 else ''})"
+        )
+    label_map = torch.tensor([index[c] for c in names], dtype=torch.long)
+    model = model_from_checkpoint(ckpt)
+    train_cfg = ckpt.get("train") or {}
+    seed_everything(seed)
+    votes, vote_transform = _voting(train_cfg.get("augment", ()), votes)
+    return evaluate(
+        model,
+        DataLoader(data, batch_size=batch_size, shuffle=False),
+        len(classes),
+        votes=votes,
+        vote_transform=vote_transform,
+        label_map=label_map,
+        progress=progress,
+        desc=f"eval {split}",
+        prepare=spec.prepare,
+    )
+
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "make_model",
+    "load_datasets",
+    "train_run",
+    "evaluate_checkpoint",
+]

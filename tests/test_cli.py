@@ -1,0 +1,493 @@
+import json
+import shutil
+
+import pytest
+import torch
+
+from itnet_geo import cli
+from itnet_geo.train import load_checkpoint
+
+TINY_MODEL = [
+    "--model-option",
+    "channels=[16, 32]",
+    "--model-option",
+    "ratios=[0.5, 0.5]",
+    "--model-option",
+    "k=8",
+    "--model-option",
+    "embed_channels=8",
+    "--model-option",
+    "depth=0",
+    "--model-option",
+    "head_channels=[16]",
+]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """One `itnet-geo demo --smoke` run shared by the tests below."""
+    tmp = tmp_path_factory.mktemp("demo")
+    args = [
+        "demo",
+        "--smoke",
+        "--out",
+        str(tmp / "run"),
+        "--root",
+        str(tmp / "data"),
+        "--cache-dir",
+        str(tmp / "cache"),
+        "--no-progress",
+    ]
+    code = cli.main(args)
+    assert code == 0
+    return tmp
+
+
+def _main(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# -- parsing --------------------------------------------------------------------------
+
+
+def test_parser_subcommands_and_defaults():
+    parser = cli.build_parser()
+    args = parser.parse_args(
+        [
+            "train",
+            "--dataset",
+            "modelnet40",
+            "--root",
+            "r",
+            "--out",
+            "o",
+            "--time-budget",
+            "1h",
+            "--preset",
+            "cpu-1h",
+            "--augment",
+            "scale",
+            "jitter",
+        ]
+    )
+    assert args.func is cli._cmd_train
+    assert (args.dataset, args.root, args.out, args.time_budget) == (
+        "modelnet40",
+        "r",
+        "o",
+        "1h",
+    )
+    assert args.augment == ["scale", "jitter"]
+    assert args.resume is None and args.epochs is None and args.val_fraction == 0.1
+    assert parser.parse_args(["train", "--out", "o", "--resume"]).resume == ""
+    assert (
+        parser.parse_args(["train", "--out", "o", "--resume", "x.pt"]).resume == "x.pt"
+    )
+    ev = parser.parse_args(["eval", "--checkpoint", "c.pt", "--votes", "3"])
+    assert (ev.split, ev.votes, ev.root) == ("test", 3, None)
+    assert parser.parse_args(["demo"]).out.endswith("demo")
+    assert parser.parse_args(["bench", "models", "--quick"]).scripts == ["models"]
+    assert parser.parse_args(["info"]).func is cli._cmd_info
+
+
+def test_train_settings_from_preset_and_flags(tmp_path):
+    parser = cli.build_parser()
+    args = parser.parse_args(
+        [
+            "train",
+            "--dataset",
+            "modelnet40",
+            "--root",
+            str(tmp_path),
+            "--out",
+            "o",
+            "--preset",
+            "cpu-1h",
+            "--lr",
+            "0.01",
+        ]
+    )
+    spec, config, model = cli._train_settings(args, "modelnet40")
+    assert config.time_budget == 3600.0 and config.epochs is None
+    assert config.lr == 0.01  # the flag wins over the preset
+    assert model["model_preset"] == "cpu-1h"
+    assert spec.kind == "modelnet40" and spec.num_points == 1024
+    args = parser.parse_args(
+        ["train", "--dataset", "shrec16", "--root", "r", "--out", "o", "--epochs", "3"]
+    )
+    spec, config, _ = cli._train_settings(args, "shrec16")
+    assert spec.input == "mesh" and config.epochs == 3 and config.time_budget is None
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--dataset", "imagenet", "--out", "o"], "invalid choice"),
+        (["train", "--dataset", "modelnet40", "--out", "o"], "--root is required"),
+        (["train", "--out", "o"], "--dataset is required"),
+        (["frobnicate"], "invalid choice"),
+        (
+            ["train", "--dataset", "synthetic", "--out", "o", "--time-budget", "soon"],
+            "duration",
+        ),
+        (
+            ["train", "--dataset", "synthetic", "--out", "o", "--preset", "gpu-1d"],
+            "unknown preset",
+        ),
+    ],
+)
+def test_bad_arguments_fail_with_one_line(capsys, argv, message):
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit:
+        code = exit.code
+    out, err = capsys.readouterr()
+    assert code in (cli.EXIT_USAGE, cli.EXIT_FAILURE)
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("itnet-geo: error:")
+
+
+def test_missing_root_fails_clearly(tmp_path, capsys):
+    code, out, err = _main(
+        capsys,
+        "train",
+        "--dataset",
+        "modelnet40",
+        "--root",
+        str(tmp_path / "none"),
+        "--out",
+        str(tmp_path / "run"),
+    )
+    assert code == cli.EXIT_FAILURE
+    assert "not a folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_resume_without_a_run_fails_clearly(tmp_path, capsys):
+    code, _, err = _main(capsys, "train", "--out", str(tmp_path), "--resume")
+    assert code == cli.EXIT_FAILURE and "nothing to resume" in err
+
+
+# -- demo, eval -----------------------------------------------------------------------
+
+
+def test_demo_smoke_writes_everything(demo_run):
+    run = demo_run / "run"
+    for name in ("metrics.jsonl", "best.pt", "last.pt", "results.json", "train.log"):
+        assert (run / name).is_file(), name
+    for name in ("curves.png", "confusion.png"):
+        assert (run / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["epoch"] == 1
+    results = json.loads((run / "results.json").read_text())
+    assert results["split"] == "test" and results["n"] == 8
+    best = torch.load(run / "best.pt", weights_only=True)
+    assert best["model"]["name"] == "itnet_classifier"
+    assert best["classes"] == ["cone", "cube", "cylinder", "sphere"]
+    assert best["data"]["kind"] == "synthetic"
+    assert best["version"]
+
+
+def test_eval_prints_one_json_line(demo_run, capsys):
+    run = demo_run / "run"
+    code, out, err = _main(
+        capsys,
+        "eval",
+        "--checkpoint",
+        str(run / "best.pt"),
+        "--root",
+        str(demo_run / "data"),
+        "--cache-dir",
+        str(demo_run / "cache"),
+        "--split",
+        "test",
+    )
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    assert set(result) == {"accuracy", "class_accuracy", "n"}
+    assert result["n"] == 8
+    expected = json.loads((run / "results.json").read_text())
+    assert result["accuracy"] == pytest.approx(expected["accuracy"])
+    # voting and the carved validation split work too
+    code, out, _ = _main(
+        capsys,
+        "eval",
+        "--checkpoint",
+        str(run / "best.pt"),
+        "--cache-dir",
+        str(demo_run / "cache"),
+        "--split",
+        "val",
+        "--votes",
+        "2",
+    )
+    assert code == 0
+    assert json.loads(out)["n"] == 4
+
+
+def _class_root(demo_run, tmp_path, classes, rename=None):
+    """A folder root holding the test meshes of some classes (maybe renamed)."""
+    root = tmp_path / "eval_root"
+    for cls in classes:
+        target = (rename or {}).get(cls, cls)
+        shutil.copytree(demo_run / "data" / cls / "test", root / target / "test")
+    return root
+
+
+def test_eval_matches_classes_by_name(demo_run, tmp_path, capsys):
+    root = _class_root(demo_run, tmp_path, ["sphere", "cube"])
+    code, out, err = _main(
+        capsys,
+        "eval",
+        "--checkpoint",
+        str(demo_run / "run" / "best.pt"),
+        "--dataset",
+        "folder",
+        "--root",
+        str(root),
+        "--cache-dir",
+        str(tmp_path / "c"),
+    )
+    assert code == 0, err
+    assert json.loads(out)["n"] == 4
+
+
+def test_eval_unknown_class_is_a_clear_error(demo_run, tmp_path, capsys):
+    root = _class_root(demo_run, tmp_path, ["sphere", "cube"], {"cube": "banana"})
+    code, out, err = _main(
+        capsys,
+        "eval",
+        "--checkpoint",
+        str(demo_run / "run" / "best.pt"),
+        "--dataset",
+        "folder",
+        "--root",
+        str(root),
+        "--cache-dir",
+        str(tmp_path / "c"),
+    )
+    assert code == cli.EXIT_FAILURE and out == ""
+    assert "banana" in err and len(err.strip().splitlines()) == 1
+
+
+def test_eval_bad_checkpoints(demo_run, tmp_path, capsys):
+    code, _, err = _main(capsys, "eval", "--checkpoint", str(tmp_path / "none.pt"))
+    assert code == cli.EXIT_FAILURE and "does not exist" in err
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes((demo_run / "run" / "best.pt").read_bytes()[:500])
+    code, _, err = _main(capsys, "eval", "--checkpoint", str(corrupt))
+    assert code == cli.EXIT_FAILURE
+    assert "cannot be read" in err and len(err.strip().splitlines()) == 1
+
+
+def test_train_then_resume_a_finished_run(demo_run, tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["--cache-dir", str(demo_run / "cache"), "--no-progress"]
+    code, stdout, err = _main(
+        capsys,
+        "train",
+        "--dataset",
+        "synthetic",
+        "--root",
+        str(demo_run / "data"),
+        "--out",
+        str(out),
+        "--synthetic-classes",
+        "4",
+        "--synthetic-train",
+        "6",
+        "--synthetic-test",
+        "2",
+        "--num-points",
+        "128",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--votes",
+        "2",
+        *TINY_MODEL,
+        *common,
+    )
+    assert code == 0, err
+    assert "test accuracy" in stdout and "2 votes" in stdout
+    last = load_checkpoint(out / "last.pt")
+    assert last["epoch"] == 2
+    code, stdout, err = _main(capsys, "train", "--out", str(out), "--resume", *common)
+    assert code == 0, err
+    assert load_checkpoint(out / "last.pt")["step"] == last["step"]
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+# -- info, bench ----------------------------------------------------------------------
+
+
+def test_info(capsys):
+    code, out, _ = _main(capsys, "info")
+    assert code == 0
+    for key in (
+        "itnet_geo",
+        "torch",
+        "WITH_TORCH_CLUSTER",
+        "WITH_TORCH_SCATTER",
+        "torch threads",
+        "cache dir",
+        "data dir",
+    ):
+        assert key in out
+
+
+def test_builtin_bench(capsys):
+    code, out, _ = _main(
+        capsys,
+        "bench",
+        "--builtin",
+        "--num-points",
+        "64",
+        "--batch-size",
+        "2",
+        "--seconds",
+        "0.05",
+    )
+    assert code == 0
+    result = json.loads(out)
+    assert result["train_clouds_per_s"] > 0 and result["inference_clouds_per_s"] > 0
+
+
+def test_bench_unknown_script(capsys):
+    if cli._benchmark_dir() is None:
+        pytest.skip("no benchmarks folder")
+    code, _, err = _main(capsys, "bench", "no_such_benchmark")
+    assert code == cli.EXIT_FAILURE and "no benchmark" in err
+
+
+@pytest.mark.slow
+def test_sigkilled_run_resumes_to_the_same_weights(tmp_path):
+    """A real kill -9 mid-run, then --resume: same final weights as no kill."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ, ITNET_GEO_CACHE=str(tmp_path / "cache"))
+
+    def command(out, *extra):
+        return [
+            sys.executable,
+            "-m",
+            "itnet_geo",
+            "train",
+            "--dataset",
+            "synthetic",
+            "--root",
+            str(tmp_path / "data"),
+            "--out",
+            str(out),
+            "--synthetic-classes",
+            "4",
+            "--synthetic-train",
+            "8",
+            "--synthetic-test",
+            "2",
+            "--num-points",
+            "128",
+            "--epochs",
+            "8",
+            "--batch-size",
+            "8",
+            "--threads",
+            "1",
+            "--no-progress",
+            *TINY_MODEL,
+            *extra,
+        ]
+
+    subprocess.run(
+        command(tmp_path / "full"),
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen(
+        command(cut), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    metrics = cut / "metrics.jsonl"
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = load_checkpoint(cut / "last.pt")["epoch"]
+    assert 1 <= killed_at < 8
+    subprocess.run(
+        command(cut, "--resume"), env=env, check=True, capture_output=True, timeout=900
+    )
+    full = load_checkpoint(tmp_path / "full" / "last.pt")
+    resumed = load_checkpoint(cut / "last.pt")
+    assert resumed["epoch"] == full["epoch"] == 8
+    for key, value in full["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][key], value), key
+
+
+def test_nan_loss_exits_with_status_3(demo_run, tmp_path, capsys, monkeypatch):
+    from itnet_geo.train import run as run_module
+
+    real = run_module.make_model
+
+    def nan_model(*args, **kwargs):
+        model = real(*args, **kwargs)
+        calls = [0]
+
+        def hook(module, inputs, output):
+            if module.training:
+                calls[0] += 1
+                if calls[0] > 3:  # 2 steps per epoch: NaN in epoch 2
+                    return output * float("nan")
+            return None
+
+        model.register_forward_hook(hook)
+        return model
+
+    monkeypatch.setattr(run_module, "make_model", nan_model)
+    out = tmp_path / "run"
+    code, stdout, err = _main(
+        capsys,
+        "train",
+        "--dataset",
+        "synthetic",
+        "--root",
+        str(demo_run / "data"),
+        "--out",
+        str(out),
+        "--synthetic-classes",
+        "4",
+        "--synthetic-train",
+        "6",
+        "--synthetic-test",
+        "2",
+        "--num-points",
+        "128",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--cache-dir",
+        str(demo_run / "cache"),
+        "--no-progress",
+        *TINY_MODEL,
+    )
+    assert code == cli.EXIT_NAN
+    assert "non-finite" in err and "last good checkpoint kept" in err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith("itnet-geo: error:")
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1

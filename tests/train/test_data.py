@@ -1,0 +1,75 @@
+import pytest
+import torch
+from _train_fakes import Blobs
+from torch_geometric.data import Batch, Data
+
+from itnet_geo.train import (
+    DataSpec,
+    build_augment,
+    build_split,
+    carve_split,
+    labels_of,
+    vote_augment,
+)
+
+
+def test_carve_split_is_per_class_seeded_and_disjoint():
+    ds = Blobs(per_class=10, num_classes=3)
+    train, val = carve_split(ds, 0.2, seed=0)
+    assert len(train) + len(val) == 30
+    assert torch.bincount(labels_of(val)).tolist() == [2, 2, 2]
+    assert set(train.indices()).isdisjoint(val.indices())
+    again = carve_split(ds, 0.2, seed=0)[1]
+    assert list(again.indices()) == list(val.indices())
+    other = carve_split(ds, 0.2, seed=1)[1]
+    assert list(other.indices()) != list(val.indices())
+
+
+def test_carve_split_keeps_tiny_classes_in_train():
+    ds = Blobs(per_class=2, num_classes=3)
+    train, val = carve_split(ds, 0.1, seed=0)
+    assert torch.bincount(labels_of(val)).tolist() == [1, 1, 1]
+    assert torch.bincount(labels_of(train)).tolist() == [1, 1, 1]
+    single = Blobs(per_class=1, num_classes=2)
+    assert len(carve_split(single, 0.5)[1]) == 0
+
+
+def test_augment_names():
+    aug = build_augment(["rotate-z", "scale:0.8:1.25", "jitter:0.01", "dropout:0.5"])
+    assert [type(t).__name__ for t in aug.transforms] == [
+        "RandomRotate",
+        "RandomAnisotropicScale",
+        "RandomJitter",
+        "RandomPointDropout",
+    ]
+    assert build_augment([]) is None
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        build_augment(["flip"])
+    with pytest.raises(ValueError, match="numbers"):
+        build_augment(["scale:a"])
+    assert vote_augment(["rotate-z", "scale", "jitter", "dropout"]) == (
+        "rotate-z",
+        "scale:0.8:1.25",
+    )
+    batch = Batch.from_data_list([Data(pos=torch.randn(16, 3)) for _ in range(3)])
+    out = build_augment(["rotate-z", "scale"])(batch)
+    assert out.pos.shape == (48, 3)
+
+
+def test_spec_validation_and_round_trip(tmp_path):
+    with pytest.raises(ValueError, match="unknown dataset"):
+        DataSpec(kind="imagenet", root=".")
+    with pytest.raises(ValueError, match="mesh"):
+        DataSpec(kind="modelnet40", root=".", input="mesh")
+    spec = DataSpec(kind="modelnet10", root=tmp_path, normals=True, cache_dir="/c")
+    d = spec.to_dict()
+    assert "cache_dir" not in d and d["root"] == str(tmp_path)
+    assert DataSpec.from_dict(d, root="/elsewhere").root == "/elsewhere"
+    assert spec.in_channels == 3
+    batch = Data(pos=torch.zeros(2, 3), normal=torch.ones(2, 3))
+    assert torch.equal(spec.prepare(batch).x, torch.ones(2, 3))
+
+
+def test_missing_root_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        build_split(DataSpec(kind="modelnet40", root=tmp_path / "nope"), "train")

@@ -1,0 +1,129 @@
+"""DDP on CPU: two processes, gloo, the real training loop."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from _train_fakes import Blobs, TinyNet
+
+from itnet_geo.train import TrainConfig, fit, load_checkpoint
+
+
+def _worker(rank, world_size, init_file, tmp):
+    tmp = Path(tmp)
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
+    )
+    try:
+        out = {}
+        # One step: 6 shapes, 3 per rank, batch 4 -> a single step per epoch.
+        torch.manual_seed(rank)  # different initial weights: DDP must broadcast
+        model = TinyNet()
+        one = Blobs(per_class=2)
+        cfg = TrainConfig(epochs=1, batch_size=4, lr=1e-2)
+        res = fit(
+            model, one, None, cfg, tmp / f"one{rank}", one.classes, progress=False
+        )
+        out["one_steps"] = res.steps
+        out["one"] = {k: v.clone() for k, v in model.state_dict().items()}
+        # A few epochs: the loss falls.
+        torch.manual_seed(rank)
+        model = TinyNet()
+        train, val = Blobs(per_class=8), Blobs(per_class=3, seed=1)
+        cfg = TrainConfig(epochs=6, batch_size=4, lr=1e-2, label_smoothing=0.0)
+        res = fit(
+            model, train, val, cfg, tmp / f"run{rank}", train.classes, progress=False
+        )
+        out["many"] = {k: v.clone() for k, v in model.state_dict().items()}
+        out["losses"] = [h["train_loss"] for h in res.history]
+        out["val"] = [h["val_acc"] for h in res.history]
+        out["steps_per_epoch"] = res.steps // res.epochs
+        torch.save(out, tmp / f"result{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_two_processes_gloo(tmp_path):
+    mp.spawn(
+        _worker,
+        args=(2, str(tmp_path / "init"), str(tmp_path)),
+        nprocs=2,
+        join=True,
+    )
+    r0 = torch.load(tmp_path / "result0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "result1.pt", weights_only=True)
+    assert r0["one_steps"] == r1["one_steps"] == 1
+    for key in r0["one"]:
+        assert torch.equal(r0["one"][key], r1["one"][key]), key
+    for key in r0["many"]:
+        assert torch.equal(r0["many"][key], r1["many"][key]), key
+    # 24 shapes over 2 ranks, batch 4: 3 steps per epoch and rank
+    assert r0["steps_per_epoch"] == 3
+    assert r0["losses"] == r1["losses"]  # reduced over ranks
+    assert r0["losses"][-1] < r0["losses"][0]
+    assert r0["val"] == r1["val"]
+    # only rank 0 writes
+    assert not (tmp_path / "run1").exists() and not (tmp_path / "one1").exists()
+    last = load_checkpoint(tmp_path / "run0" / "last.pt")
+    assert last["world_size"] == 2 and len(last["rng"]) == 2
+    for key, value in last["state_dict"].items():
+        assert torch.equal(value, r0["many"][key])
+
+
+@pytest.mark.slow
+def test_torchrun_module_entry(tmp_path):
+    torchrun = shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun not on PATH")
+    env = dict(os.environ, OMP_NUM_THREADS="1", ITNET_GEO_CACHE=str(tmp_path / "c"))
+    cmd = [
+        torchrun,
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "itnet_geo.train",
+        "--dataset",
+        "synthetic",
+        "--root",
+        str(tmp_path / "data"),
+        "--out",
+        str(tmp_path / "run"),
+        "--synthetic-classes",
+        "3",
+        "--synthetic-train",
+        "6",
+        "--synthetic-test",
+        "2",
+        "--num-points",
+        "64",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--no-progress",
+        "--model-option",
+        "channels=[16, 32]",
+        "--model-option",
+        "ratios=[0.5, 0.5]",
+        "--model-option",
+        "k=8",
+        "--model-option",
+        "embed_channels=8",
+        "--model-option",
+        "depth=0",
+        "--model-option",
+        "head_channels=[16]",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test accuracy" in proc.stdout
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["world_size"] == 2 and ckpt["epoch"] == 2
+    assert sys.executable  # same interpreter family as the test
