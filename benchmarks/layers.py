@@ -56,7 +56,7 @@ def _mlp(*sizes):
     import torch.nn as nn
 
     layers = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
         layers += [nn.Linear(a, b), nn.ReLU()]
     return nn.Sequential(*layers[:-1])
 
@@ -331,7 +331,7 @@ def main() -> None:
         xs = [r["num_points"] / 1e6 for r in fused]
         ys = [r["peak_mib"] for r in fused]
         mx, my = statistics.mean(xs), statistics.mean(ys)
-        slope = sum((a - mx) * (b - my) for a, b in zip(xs, ys)) / sum(
+        slope = sum((a - mx) * (b - my) for a, b in zip(xs, ys, strict=True)) / sum(
             (a - mx) ** 2 for a in xs
         )
 
@@ -354,10 +354,11 @@ def main() -> None:
         json.dumps({"meta": meta, "rows": rows}, indent=2)
     )
     lines = [
-        f"Forward + backward, k = {args.k}, C = {args.channels}, hidden = {args.hidden}, "
-        f"{args.threads} threads, median of {args.repeat} (scale rows: 1 run); "
-        "peak RSS growth over the process's resident set before the timed runs "
-        "(sampled every 2 ms, fresh process per row). Ratios are to ITConv fused at the same N.",
+        f"Forward + backward, k = {args.k}, C = {args.channels}, "
+        f"hidden = {args.hidden}, {args.threads} threads, median of {args.repeat} "
+        "(scale rows: 1 run); peak RSS growth over the process's resident set "
+        "before the timed runs (sampled every 2 ms, fresh process per row). "
+        "Ratios are to ITConv fused at the same N.",
         "",
         "| N | layer | time | peak memory | time / fused | memory / fused |",
         "|---|---|---|---|---|---|",

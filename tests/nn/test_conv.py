@@ -58,7 +58,9 @@ def test_edge_permutation_changes_nothing(kernel, measure, tile_size):
     x, pos = inputs()
     edge_index = random_graph()
     weight = torch.rand(edge_index.size(1), dtype=torch.double) + 0.1
-    perm = torch.randperm(edge_index.size(1), generator=torch.Generator().manual_seed(3))
+    perm = torch.randperm(
+        edge_index.size(1), generator=torch.Generator().manual_seed(3)
+    )
     out = conv(x, pos, edge_index, weight)
     torch.testing.assert_close(conv(x, pos, edge_index[:, perm], weight[perm]), out)
 
@@ -67,7 +69,12 @@ def test_edge_permutation_changes_nothing(kernel, measure, tile_size):
 def test_bipartite(kernel, measure):
     torch.manual_seed(0)
     conv = ITConv(
-        (8, 5), 12, kernel=kernel, heads=3, rank=4, measure=measure,
+        (8, 5),
+        12,
+        kernel=kernel,
+        heads=3,
+        rank=4,
+        measure=measure,
         kernel_inputs=("rel_pos", "x_i", "x_j"),
     ).double()
     x_src, pos_src = inputs(10, 8)
@@ -215,7 +222,12 @@ def test_reset_parameters_reinitialises():
 def test_mean_of_constant_value_kernel_is_the_neighbourhood_mean():
     # value="identity", a kernel that is identically one -> plain neighbourhood mean.
     conv = ITConv(
-        4, 4, kernel_inputs=("x_i",), num_layers=1, value="identity", measure="mean",
+        4,
+        4,
+        kernel_inputs=("x_i",),
+        num_layers=1,
+        value="identity",
+        measure="mean",
         bias=False,
     ).double()
     with torch.no_grad():

@@ -23,7 +23,8 @@ def graph(kind, num_src=14, num_dst=14, seed=0):
 
 def grads(out, tensors):
     g = torch.autograd.grad(out.square().sum(), tensors, allow_unused=True)
-    return [torch.zeros_like(t) if gi is None else gi for gi, t in zip(g, tensors)]
+    pairs = zip(g, tensors, strict=True)
+    return [torch.zeros_like(t) if gi is None else gi for gi, t in pairs]
 
 
 CASES = [
@@ -39,8 +40,14 @@ CASES = [
 def test_fused_equals_reference_outputs_and_gradients(kernel, measure, value_pos, kind):
     torch.manual_seed(0)
     conv = ITConv(
-        8, 12, kernel=kernel, measure=measure, heads=3, rank=4,
-        hidden=12 if value_pos else 16, value_pos=value_pos,
+        8,
+        12,
+        kernel=kernel,
+        measure=measure,
+        heads=3,
+        rank=4,
+        hidden=12 if value_pos else 16,
+        value_pos=value_pos,
     ).double()
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(14, 8, generator=gen, dtype=torch.double, requires_grad=True)
@@ -88,7 +95,10 @@ def test_gradcheck_kernel_integral_bipartite_with_params():
         return h @ w, None
 
     edge_index = torch.stack(
-        [torch.randint(0, 9, (25,), generator=gen), torch.randint(0, 5, (25,), generator=gen)]
+        [
+            torch.randint(0, 9, (25,), generator=gen),
+            torch.randint(0, 5, (25,), generator=gen),
+        ]
     )
     src, dst, ps, pd, val = t(9, 6), t(5, 6), t(9, 3), t(5, 3), t(9, 4, 2)
     weight = (torch.rand(25, generator=gen, dtype=torch.double) + 0.5).requires_grad_()
@@ -105,7 +115,7 @@ def test_tiles_hold_whole_neighbourhoods():
     rowptr = [0, 3, 3, 10, 12, 20, 21]
     tiles = _tiles(rowptr, tile_size=5)
     assert tiles[0][0] == 0 and tiles[-1][1] == 6
-    for (t0, t1, e0, e1), nxt in zip(tiles, tiles[1:] + [None]):
+    for (t0, t1, e0, e1), nxt in zip(tiles, tiles[1:] + [None], strict=True):
         assert e0 == rowptr[t0] and e1 == rowptr[t1]
         assert t1 > t0
         assert e1 - e0 <= 5 or t1 - t0 == 1  # only a single huge neighbourhood exceeds
