@@ -8,6 +8,7 @@ processed-data cache outside the data root.
 
 from itnet_geo.datasets._base import ShapeDataset
 from itnet_geo.datasets._cache import default_cache_dir
+from itnet_geo.datasets.irregular import IrregularOperatorTask
 from itnet_geo.datasets.mesh_folder import MeshFolder
 from itnet_geo.datasets.modelnet import (
     LAYOUTS,
@@ -21,6 +22,7 @@ __all__ = [
     "ModelNet",
     "MeshFolder",
     "SyntheticShapes",
+    "IrregularOperatorTask",
     "ShapeDataset",
     "LAYOUTS",
     "MODELNET10_CLASSES",
