@@ -10,12 +10,9 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import softmax
 
-from itnet_geo.nn.kernels import KernelMLP
-from itnet_geo.ops.fused import MEASURES, form_message, kernel_integral
+from itnet_geo.nn._transform import KERNELS, VALUES, _IntegralTransform
+from itnet_geo.ops.fused import form_message, kernel_integral
 from itnet_geo.typing import PairTensor
-
-KERNELS = ("channel", "heads", "lowrank", "full")
-VALUES = ("linear", "identity", "ones")
 
 
 def _pair(value: Union[Tensor, PairTensor], name: str) -> PairTensor:
@@ -26,7 +23,7 @@ def _pair(value: Union[Tensor, PairTensor], name: str) -> PairTensor:
     raise ValueError(f"{name} must be a Tensor or a (source, target) pair")
 
 
-class ITConv(MessagePassing):
+class ITConv(_IntegralTransform, MessagePassing):
     r"""The learnable integral transform of ITNet on a neighbour graph.
 
     .. math::
@@ -151,36 +148,13 @@ class ITConv(MessagePassing):
         kernel_head: Optional[nn.Module] = None,
         **kwargs,
     ):
-        if measure not in MEASURES:
-            raise ValueError(f"unknown measure {measure!r}; expected one of {MEASURES}")
-        if kernel not in KERNELS:
-            raise ValueError(f"unknown kernel {kernel!r}; expected one of {KERNELS}")
-        if value not in VALUES:
-            raise ValueError(f"unknown value {value!r}; expected one of {VALUES}")
-        kwargs.setdefault("aggr", "max" if measure == "max" else "sum")
-        super().__init__(node_dim=0, **kwargs)
         if isinstance(in_channels, int):
             in_channels = (in_channels, in_channels)
-        c_src = in_channels[0]
-        if kernel == "heads" and out_channels % heads != 0:
-            raise ValueError(
-                f"out_channels ({out_channels}) must be divisible by heads ({heads})"
-            )
-        if (
-            value == "identity"
-            and kernel in ("channel", "heads")
-            and (c_src != out_channels)
-        ):
-            raise ValueError(
-                f"value='identity' needs in_channels == out_channels, got "
-                f"{c_src} and {out_channels}"
-            )
-        if kernel in ("lowrank", "full") and value != "linear":
-            raise ValueError(
-                f"kernel={kernel!r} has its own value map; use value='linear'"
-            )
+        self._check_options(measure, kernel, value, heads, in_channels[0], out_channels)
         if value_pos and kernel not in ("channel", "heads"):
             raise ValueError("value_pos needs kernel='channel' or 'heads'")
+        kwargs.setdefault("aggr", "max" if measure == "max" else "sum")
+        super().__init__(node_dim=0, **kwargs)
 
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -199,24 +173,7 @@ class ITConv(MessagePassing):
         self.value_pos = value_pos
         self.qk_dim = qk_dim
 
-        kernel_dim = {
-            "channel": out_channels,
-            "heads": heads,
-            "lowrank": rank,
-            "full": out_channels * c_src,
-        }[kernel]
-        self.kernel_nn = KernelMLP(
-            in_channels,
-            kernel_dim,
-            pos_dim=pos_dim,
-            inputs=self.kernel_inputs,
-            hidden=hidden,
-            num_layers=num_layers,
-            act=act,
-            qk_dim=qk_dim,
-            pos_nn=kernel_pos_nn,
-            head=kernel_head,
-        )
+        self._build_maps(kernel_pos_nn, kernel_head, bias)
         if value_pos:
             self.kernel_nn.fold_pos = False  # the value needs pi(p_j - p_i) per edge
         if value_pos and self.kernel_nn.hidden != out_channels:
@@ -225,45 +182,12 @@ class ITConv(MessagePassing):
                 f"{self.kernel_nn.hidden}) to the value (width {out_channels}): "
                 "they must match"
             )
-        self.lin_value = None
-        self.lin_out = None
-        if kernel in ("channel", "heads") and value == "linear":
-            self.lin_value = nn.Linear(c_src, out_channels, bias=False)
-        elif kernel == "lowrank":
-            self.lin_out = nn.Linear(rank * c_src, out_channels, bias=False)
-        if bias:
-            self.bias = nn.Parameter(torch.empty(out_channels))
-        else:
-            self.register_parameter("bias", None)
         self.reset_parameters()
 
     def reset_parameters(self):
         """Re-initialise all learnable parameters."""
         super().reset_parameters()
-        self.kernel_nn.reset_parameters()
-        if self.lin_value is not None:
-            self.lin_value.reset_parameters()
-        if self.lin_out is not None:
-            self.lin_out.reset_parameters()
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
-
-    # ------------------------------------------------------------------ values
-    def _values(self, x_src: Tensor) -> Tensor:
-        """Values :math:`V f_j` as ``(N_s, K_v, D)``."""
-        n = x_src.size(0)
-        if self.kernel in ("lowrank",):
-            return x_src.unsqueeze(1)
-        if self.kernel == "full":
-            return x_src.unsqueeze(-1)
-        if self.value == "ones":
-            return x_src.new_ones(n, self.out_channels, 1).expand(
-                n, self.out_channels, 1
-            )
-        v = self.lin_value(x_src) if self.lin_value is not None else x_src
-        if self.kernel == "heads":
-            return v.view(n, self.heads, self.out_channels // self.heads)
-        return v.unsqueeze(-1)
+        self._reset_maps()
 
     # ------------------------------------------------------------------ checks
     def _check(self, x: PairTensor, pos: PairTensor, edge_index: Tensor) -> None:
@@ -383,12 +307,7 @@ class ITConv(MessagePassing):
                 contract=contract,
                 value_pos=self.value_pos,
             )
-        out = out.flatten(1)
-        if self.lin_out is not None:
-            out = self.lin_out(out)
-        if self.bias is not None:
-            out = out + self.bias
-        return out
+        return self._finish(out)
 
     def message(
         self,
@@ -433,14 +352,6 @@ class ITConv(MessagePassing):
             )
 
         return edge_fn
-
-    def __repr__(self) -> str:
-        c_src, c_dst = self.in_channels
-        c_in = c_src if c_src == c_dst else self.in_channels
-        return (
-            f"{self.__class__.__name__}({c_in}, {self.out_channels}, "
-            f"kernel={self.kernel}, measure={self.measure})"
-        )
 
 
 __all__ = ["ITConv", "KERNELS", "VALUES"]

@@ -35,13 +35,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
-from itnet_geo.nn.kernels import KernelMLP
-from itnet_geo.ops.fused import MEASURES, form_message
+from itnet_geo.nn._transform import VALUES, _IntegralTransform
+from itnet_geo.ops.fused import form_message
 
 #: Kernel modes of the dense adapters (``"full"`` matrices are graph-only).
 DENSE_KERNELS = ("channel", "heads", "lowrank")
 #: Value maps of the dense adapters (as :class:`~itnet_geo.nn.ITConv`).
-DENSE_VALUES = ("linear", "identity", "ones")
+DENSE_VALUES = VALUES
 
 _WINDOW_RE = re.compile(r"^window\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)$")
 
@@ -333,10 +333,12 @@ def _coefficients(chunk: _Chunk, measure: str) -> Tensor:
 
 
 # --------------------------------------------------------------------- layers
-class _DenseIT(nn.Module):
-    """Shared parts of the dense adapters: kernel, values, measure and tiles."""
+class _DenseIT(_IntegralTransform):
+    """Shared parts of the dense adapters: grids, inputs, measure and tiles."""
 
     _ndim = 1
+    _kernels = DENSE_KERNELS
+    _kernels_expected = "the dense adapters support"
 
     def __init__(
         self,
@@ -366,36 +368,15 @@ class _DenseIT(nn.Module):
     ):
         super().__init__()
         ndim = self._ndim
-        if measure not in MEASURES:
-            raise ValueError(f"unknown measure {measure!r}; expected one of {MEASURES}")
-        if kernel not in DENSE_KERNELS:
-            raise ValueError(
-                f"unknown kernel {kernel!r}; the dense adapters support {DENSE_KERNELS}"
-            )
-        if value not in DENSE_VALUES:
-            raise ValueError(f"unknown value {value!r}; expected one of {DENSE_VALUES}")
+        if isinstance(in_channels, int):
+            in_channels = (in_channels, in_channels)
+        self._check_options(measure, kernel, value, heads, in_channels[0], out_channels)
+        if value == "ones" and kernel != "channel":
+            raise ValueError("value='ones' needs kernel='channel'")
         if tile_size < 1:
             raise ValueError(f"tile_size must be positive, got {tile_size}")
         if source_tile is not None and source_tile < 1:
             raise ValueError(f"source_tile must be positive, got {source_tile}")
-        if isinstance(in_channels, int):
-            in_channels = (in_channels, in_channels)
-        c_src = in_channels[0]
-        if kernel == "heads" and out_channels % heads != 0:
-            raise ValueError(
-                f"out_channels ({out_channels}) must be divisible by heads ({heads})"
-            )
-        if value == "identity" and kernel != "lowrank" and c_src != out_channels:
-            raise ValueError(
-                f"value='identity' needs in_channels == out_channels, got "
-                f"{c_src} and {out_channels}"
-            )
-        if value == "ones" and kernel != "channel":
-            raise ValueError("value='ones' needs kernel='channel'")
-        if kernel == "lowrank" and value != "linear":
-            raise ValueError(
-                "kernel='lowrank' has its own value map; use value='linear'"
-            )
         self.grid, self.window = _parse_grid(grid, window, ndim)
         self.stride = _ntuple(stride, ndim, "stride")
         self.dilation = _ntuple(dilation, ndim, "dilation")
@@ -423,40 +404,12 @@ class _DenseIT(nn.Module):
         self.value = value
         self.qk_dim = qk_dim
         self.checkpoint = checkpoint
-        kernel_dim = {"channel": out_channels, "heads": heads, "lowrank": rank}[kernel]
-        self.kernel_nn = KernelMLP(
-            in_channels,
-            kernel_dim,
-            pos_dim=ndim,
-            inputs=self.kernel_inputs,
-            hidden=hidden,
-            num_layers=num_layers,
-            act=act,
-            qk_dim=qk_dim,
-            pos_nn=kernel_pos_nn,
-            head=kernel_head,
-        )
-        self.lin_value = None
-        self.lin_out = None
-        if kernel in ("channel", "heads") and value == "linear":
-            self.lin_value = nn.Linear(c_src, out_channels, bias=False)
-        elif kernel == "lowrank":
-            self.lin_out = nn.Linear(rank * c_src, out_channels, bias=False)
-        if bias:
-            self.bias = nn.Parameter(torch.empty(out_channels))
-        else:
-            self.register_parameter("bias", None)
+        self._build_maps(kernel_pos_nn, kernel_head, bias)
         self.reset_parameters()
 
     def reset_parameters(self):
         """Re-initialise all learnable parameters."""
-        self.kernel_nn.reset_parameters()
-        if self.lin_value is not None:
-            self.lin_value.reset_parameters()
-        if self.lin_out is not None:
-            self.lin_out.reset_parameters()
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
+        self._reset_maps()
 
     # ------------------------------------------------------------ node parts
     @property
@@ -464,10 +417,37 @@ class _DenseIT(nn.Module):
         """Whether the kernel reads target features (``x_i``, ``x_j - x_i``, ``qk``)."""
         return bool({"x_i", "x_j - x_i", "qk"} & set(self.kernel_inputs))
 
+    def _make_grid(self, kind: str, in_shape: Sequence[int], device) -> _Grid:
+        """The layer's grid of :obj:`kind` on an input of :obj:`in_shape`."""
+        return _Grid(
+            kind, in_shape, self.stride, device, self.window, self.dilation, self._pad
+        )
+
+    def _grid_targets(self, x_src: Tensor, grid: _Grid) -> Optional[Tensor]:
+        """Target features ``(B, T, C)`` when only the sources are given.
+
+        The sources at the targets' positions if the kernel reads target
+        features, zeros if it does not; :obj:`None` if it reads them but the
+        targets are not sources (one lies outside the input, or the layer's
+        source and target sizes differ).
+        """
+        if not self._uses_targets:
+            return x_src.new_zeros(x_src.size(0), grid.num_targets, self.in_channels[1])
+        index = grid.target_index()
+        if self.in_channels[0] != self.in_channels[1] or index is None:
+            return None
+        return x_src[:, index]
+
     def _node_terms(
-        self, x_src: Tensor, x_dst: Tensor, pos_src: Tensor, pos_dst: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """:meth:`KernelMLP.node_terms` of ``(B, S, C)`` / ``(B, T, C)`` inputs."""
+        self, x_src: Tensor, x_dst: Tensor, grid: _Grid
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        r"""Positions and :meth:`KernelMLP.node_terms` of ``(B, S|T, C)`` inputs.
+
+        Returns ``pos_src`` :math:`(S, D)`, ``pos_dst`` :math:`(T, D)` and the
+        source and target terms :math:`(B, S|T, \cdot)`.
+        """
+        pos_src = _positions(grid.in_shape, x_src.dtype, x_src.device)
+        pos_dst = grid.anchors.to(x_src.dtype)
         b, s, t = x_src.size(0), x_src.size(1), x_dst.size(1)
         src, dst = self.kernel_nn.node_terms(
             x_src.reshape(b * s, -1),
@@ -475,28 +455,29 @@ class _DenseIT(nn.Module):
             pos_src.repeat(b, 1),
             pos_dst.repeat(b, 1),
         )
-        return src.view(b, s, -1), dst.view(b, t, -1)
+        return pos_src, pos_dst, src.view(b, s, -1), dst.view(b, t, -1)
 
-    def _values(self, x_src: Tensor) -> Tensor:
-        """Values :math:`V f_j` as ``(B, S, K_v, C)``."""
-        b, s = x_src.size(0), x_src.size(1)
-        if self.kernel == "lowrank":
-            return x_src.unsqueeze(2)
-        if self.value == "ones":
-            return x_src.new_ones(1, 1, 1, 1).expand(b, s, self.out_channels, 1)
-        v = self.lin_value(x_src) if self.lin_value is not None else x_src
-        if self.kernel == "heads":
-            return v.view(b, s, self.heads, self.out_channels // self.heads)
-        return v.unsqueeze(-1)
-
-    def _finish(self, out: Tensor) -> Tensor:
-        """``(B, T, K, C)`` -> ``(B, T, C_out)``: low-rank map and bias."""
-        out = out.flatten(2)
-        if self.lin_out is not None:
-            out = self.lin_out(out)
-        if self.bias is not None:
-            out = out + self.bias
-        return out
+    def _evaluate(
+        self,
+        x_src: Tensor,
+        x_dst: Tensor,
+        grid: _Grid,
+        weight: Optional[Tensor] = None,
+        mask: Optional[Tensor] = None,
+    ) -> Tensor:
+        """The transform :math:`(B, T, C_{out})` of sources and targets on a grid."""
+        pos_src, pos_dst, src_terms, dst_terms = self._node_terms(x_src, x_dst, grid)
+        out = self._integrate(
+            grid,
+            src_terms,
+            dst_terms,
+            self._values(x_src),
+            pos_src,
+            pos_dst,
+            weight,
+            mask,
+        )
+        return self._finish(out)
 
     # ------------------------------------------------------------ the integral
     def _chunks(
@@ -658,20 +639,12 @@ class _DenseIT(nn.Module):
             )
         return None, tensor.expand(-1, num_dst, -1, -1)
 
-    def _grid_repr(self) -> str:
+    def _options_repr(self) -> tuple[str, ...]:
         if self.grid == "window":
             assert self.window is not None
             size = ", ".join(str(k) for k in self.window)
-            return f"window({size})"
-        return self.grid
-
-    def __repr__(self) -> str:
-        c_src, c_dst = self.in_channels
-        c_in = c_src if c_src == c_dst else self.in_channels
-        return (
-            f"{self.__class__.__name__}({c_in}, {self.out_channels}, "
-            f"grid={self._grid_repr()}, kernel={self.kernel}, measure={self.measure})"
-        )
+            return (f"grid=window({size})",)
+        return (f"grid={self.grid}",)
 
 
 class SequenceIT(_DenseIT):
@@ -837,27 +810,15 @@ class SequenceIT(_DenseIT):
         kind = self.grid if kind is None else kind
         if (kind == "window") != (self.grid == "window"):
             raise ValueError(f"cannot evaluate a {self.grid} layer on a {kind} grid")
-        grid = _Grid(
-            kind,
-            (x_src.size(1),),
-            self.stride,
-            x_src.device,
-            self.window,
-            self.dilation,
-            self._pad,
-        )
+        grid = self._make_grid(kind, (x_src.size(1),), x_src.device)
         num_dst = grid.num_targets
         if x_dst is None:
-            if self._uses_targets:
-                index = grid.target_index()
-                if self.in_channels[0] != self.in_channels[1] or index is None:
-                    raise ValueError(
-                        "the kernel reads target features: pass x as a (source, "
-                        "target) pair, or use a grid whose targets lie in the input"
-                    )
-                x_dst = x_src[:, index]
-            else:
-                x_dst = x_src.new_zeros(x_src.size(0), num_dst, self.in_channels[1])
+            x_dst = self._grid_targets(x_src, grid)
+            if x_dst is None:
+                raise ValueError(
+                    "the kernel reads target features: pass x as a (source, "
+                    "target) pair, or use a grid whose targets lie in the input"
+                )
         elif kind == "window" or self.stride != (1,):
             if x_dst.size(1) != num_dst:
                 raise ValueError(
@@ -903,20 +864,7 @@ class SequenceIT(_DenseIT):
         kind: Optional[str] = None,
     ) -> Tensor:
         x_src, x_dst, grid = self._inputs(x, kind)
-        pos_src = _positions((x_src.size(1),), x_src.dtype, x_src.device)
-        pos_dst = grid.anchors.to(x_src.dtype)
-        src_terms, dst_terms = self._node_terms(x_src, x_dst, pos_src, pos_dst)
-        out = self._integrate(
-            grid,
-            src_terms,
-            dst_terms,
-            self._values(x_src),
-            pos_src,
-            pos_dst,
-            weight,
-            mask,
-        )
-        return self._finish(out)
+        return self._evaluate(x_src, x_dst, grid, weight, mask)
 
     def kernel_weights(
         self,
@@ -941,11 +889,8 @@ class SequenceIT(_DenseIT):
         if self.grid == "window" or self.measure == "max":
             raise ValueError("kernel_weights needs a full or causal grid, not max")
         x_src, x_dst, grid = self._inputs(x, kind)
-        b, num_src = x_src.size(0), x_src.size(1)
-        pos_src = _positions((num_src,), x_src.dtype, x_src.device)
-        pos_dst = grid.anchors.to(x_src.dtype)
-        src_terms, dst_terms = self._node_terms(x_src, x_dst, pos_src, pos_dst)
-        num_dst = dst_terms.size(1)
+        pos_src, pos_dst, src_terms, dst_terms = self._node_terms(x_src, x_dst, grid)
+        b, num_src, num_dst = x_src.size(0), x_src.size(1), dst_terms.size(1)
         w_src, w_pair = self._split(weight, b, num_src, num_dst, "weight")
         m_src, m_pair = self._split(mask, b, num_src, num_dst, "mask")
         value = self._values(x_src)
@@ -1084,34 +1029,17 @@ class ImageIT(_DenseIT):
                 f"ImageIT expects input of shape (B, {self.in_channels[0]}, H, W), "
                 f"got {tuple(x.shape)}"
             )
-        b, c, h, w = x.shape
-        grid = _Grid(
-            self.grid,
-            (h, w),
-            self.stride,
-            x.device,
-            self.window,
-            self.dilation,
-            self._pad,
-        )
+        b, _, h, w = x.shape
+        grid = self._make_grid(self.grid, (h, w), x.device)
         x_src = x.flatten(2).transpose(1, 2)  # (B, H*W, C)
-        if self._uses_targets:
-            index = grid.target_index()
-            if index is None:
-                raise ValueError(
-                    "the kernel reads target features, but some targets of this "
-                    "padding lie outside the image"
-                )
-            x_dst = x_src[:, index]
-        else:
-            x_dst = x_src.new_zeros(b, grid.num_targets, c)
-        pos_src = _positions((h, w), x.dtype, x.device)
-        pos_dst = grid.anchors.to(x.dtype)
-        src_terms, dst_terms = self._node_terms(x_src, x_dst, pos_src, pos_dst)
-        out = self._integrate(
-            grid, src_terms, dst_terms, self._values(x_src), pos_src, pos_dst
-        )
-        out = self._finish(out).transpose(1, 2).reshape(b, -1, *grid.out_shape)
+        x_dst = self._grid_targets(x_src, grid)
+        if x_dst is None:
+            raise ValueError(
+                "the kernel reads target features, but some targets of this "
+                "padding lie outside the image"
+            )
+        out = self._evaluate(x_src, x_dst, grid).transpose(1, 2)
+        out = out.reshape(b, -1, *grid.out_shape)
         return out.squeeze(0) if unbatched else out
 
 
