@@ -15,8 +15,8 @@ a quadrature of an integral over a ball of fixed radius r — a radius graph wit
 self-loops, not k-NN, whose balls would shrink as points are added — with
 measure="sum" and quadrature weights w_j that stand for the area around each
 point (sum_j w_j ~ |Omega|): density_weights (itnet_geo.nn.sampling, an inverse
-kernel-density estimate) times a boundary correction (the estimate misses the
-part of its kernel outside the domain; see boundary_factor). The sum then
+kernel-density estimate) with its boundary correction (boundary=True: the
+estimate misses the part of its kernel outside the domain). The sum then
 approximates the same integral at any resolution and under any sampling. For
 the smoothing operator the run also prints the error of the *known* kernel
 applied by the same quadrature: the floor the discretisation alone sets.
@@ -29,7 +29,6 @@ applied by the same quadrature: the floor the discretisation alone sets.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import math
 import sys
@@ -53,72 +52,26 @@ SMOKE = dict(num_train=16, draws=1, num_test=4, steps=150)
 
 
 # ---------------------------------------------------------------------- data
-@functools.lru_cache(maxsize=4)
-def _half_plane_table(support: float = 2.5, num: int = 801):
-    """For a ball cut by a line at distance t R from its centre (R = support h):
-    the Gaussian-weighted centroid offset rho(t) / h of what is left, and the
-    share beta(t) of the Gaussian mass left."""
-    g = torch.linspace(-support, support, num, dtype=torch.float64)
-    x, y = torch.meshgrid(g, g, indexing="ij")
-    mass = torch.exp(-(x**2 + y**2) / 2) * (x**2 + y**2 <= support**2)
-    t = torch.linspace(0.0, 1.0, 101, dtype=torch.float64)
-    rho, beta = [], []
-    for ti in t:
-        kept = mass * (x < ti * support)
-        rho.append(-(kept * x).sum() / kept.sum())
-        beta.append(kept.sum() / mass.sum())
-    return torch.stack(rho).flip(0), torch.stack(beta).flip(0)  # rho increasing
-
-
-def boundary_factor(pos: Tensor, edge_index: Tensor, support: float = 2.5) -> Tensor:
-    """Share of each point's density-estimation kernel that lies in the domain.
-
-    A kernel-density estimate at a point near the boundary misses the part of
-    its kernel outside the domain, so density weights there come out up to
-    twice too large, in a band whose width shrinks with the resolution — a
-    resolution-dependent bias. Modelling the boundary as a straight line, the
-    Gaussian-weighted centroid offset of the neighbours (noise variance
-    subtracted) gives the distance to it, and that the share beta of kernel
-    mass inside; multiplying the weights by beta removes most of the bias.
-    """
-    rho_table, beta_table = _half_plane_table(float(support))
-    nbr, node = edge_index
-    offset = (pos[nbr] - pos[node]).double()
-    dist = offset.norm(dim=1)
-    n = pos.size(0)
-    h = dist.new_zeros(n).scatter_reduce(0, node, dist, "amax") / support
-    g = torch.exp(-0.5 * (dist / h[node].clamp_min(1e-12)) ** 2)
-    total = dist.new_zeros(n).index_add(0, node, g).clamp_min(1e-300)
-    mean = offset.new_zeros(n, 2).index_add(0, node, g[:, None] * offset)
-    mean = mean / total[:, None]
-    resid = (offset - mean[node]).pow(2).sum(1)
-    noise = dist.new_zeros(n).index_add(0, node, g**2 * resid) / total**2
-    rho = ((mean.pow(2).sum(1) - noise).clamp_min(0) / h.clamp_min(1e-12) ** 2).sqrt()
-    idx = torch.searchsorted(rho_table, rho.clamp(max=float(rho_table[-1])))
-    idx = idx.clamp(1, rho_table.numel() - 1)
-    lo, hi = rho_table[idx - 1], rho_table[idx]
-    frac = ((rho - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1)
-    beta = beta_table[idx - 1] + frac * (beta_table[idx] - beta_table[idx - 1])
-    return beta.to(pos.dtype)
-
-
 def quadrature_weights(data: Data, kind: str = "boundary", k: int = 16) -> Tensor:
     """Quadrature weights of the sample points (about the area each stands for).
 
     ``density``: :func:`~itnet_geo.nn.sampling.density_weights` normalised to
     the estimated measure (an inverse kernel-density estimate: right inside
     the domain, too large within a kernel width of the boundary);
-    ``boundary``: the same times :func:`boundary_factor`; ``exact``: the true
+    ``boundary``: the same with ``boundary=True``, which scales each weight
+    by the share of its kernel inside the domain; ``exact``: the true
     importance weights of the sampling (known only for generated data);
     ``uniform``: |Omega| / N for every point. All sum to about |Omega|.
     """
     n = data.num_nodes
     if kind in ("density", "boundary"):
-        graph = knn_graph(data.pos, k=k)
-        w = density_weights(data.pos, graph, dim=2, normalize="measure")
-        if kind == "boundary":
-            w = w * boundary_factor(data.pos, graph)
-        return w
+        return density_weights(
+            data.pos,
+            knn_graph(data.pos, k=k),
+            dim=2,
+            normalize="measure",
+            boundary=kind == "boundary",
+        )
     if kind == "exact":
         return data.weight.clone()
     if kind == "uniform":

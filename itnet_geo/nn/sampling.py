@@ -13,7 +13,8 @@ where the *quadrature weight* :math:`w_j` is the share of the measure
 * quadrature weights: :func:`uniform_weights` (every sample counts the same),
   :func:`density_weights` (inverse kernel-density estimate
   :math:`w_j \propto 1 / \hat p(y_j)`, so a non-uniformly sampled cloud
-  integrates correctly) and :func:`area_weights` (barycentric vertex areas of a
+  integrates correctly; ``boundary=True`` corrects it next to the boundary
+  of a domain) and :func:`area_weights` (barycentric vertex areas of a
   triangle mesh);
 * :class:`MonteCarlo`: an unbiased random subsample of the sum (per
   neighbourhood, or of the source nodes) with Horvitz–Thompson or
@@ -23,6 +24,7 @@ where the *quadrature weight* :math:`w_j` is the share of the measure
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional, Union
 
@@ -42,6 +44,16 @@ NORMALIZATIONS = ("mean", "measure")
 # Adaptive bandwidth of density_weights: the neighbourhood radius spans this many
 # bandwidths (a Gaussian truncated at 2.5 sigma keeps 96% of its mass in 2-D).
 _SUPPORT = 2.5
+# Boundary correction of density_weights: a Gaussian kernel beyond this many
+# bandwidths carries no mass worth tabulating (exp(-32) of the peak), and the
+# tables have this many offsets for a shared support (one per node: fewer).
+_TAIL = 8.0
+_TABLE_SIZE = 1025
+_TABLE_SIZE_PER_NODE = 65
+# ... and a neighbourhood's centroid offset counts as a boundary only beyond the
+# noise level of this quantile (the share of interior points read as a
+# boundary, with its weight lowered, is 1 - this).
+_NOISE_QUANTILE = 0.95
 # Largest exponent of the distance importance, so that no probability underflows
 # to zero (which would bias the estimate).
 _MAX_EXPONENT = 30.0
@@ -189,6 +201,113 @@ def _inverse_bias(degree: Tensor, dim: int) -> Tensor:
     return k / (k - 1) * (1 + cv2 / (k - 1)) / (1 + beta / (k - 1))
 
 
+def _half_space_tables(support: Tensor, dim: int, num: int) -> tuple[Tensor, Tensor]:
+    r"""The kernel of :func:`density_weights` cut by a hyperplane, tabulated.
+
+    The kernel :math:`e^{-\lVert z \rVert^2 / 2}` on the ball
+    :math:`\lVert z \rVert \le s` of :math:`\mathbb{R}^d` (lengths in
+    bandwidths) has the marginal
+    :math:`m(x) \propto e^{-x^2/2}\, P(\chi^2_{d-1} \le s^2 - x^2)` along any
+    axis. Cut by the hyperplane :math:`x = a`, the part left keeps the share
+    :math:`\beta(a) = \int_{-s}^{a} m \,/ \int_{-s}^{s} m` of the mass and
+    its centroid is at :math:`\rho(a) = -\int_{-s}^{a} x\, m \,/
+    \int_{-s}^{a} m` from the centre.
+
+    Args:
+        support: :math:`s`, shape :math:`(S, 1)`.
+        dim: :math:`d`.
+        num: Offsets :math:`a` per table, from :math:`s` down to :math:`0`.
+
+    Returns:
+        :math:`\rho` (increasing) and :math:`\beta` at those offsets, each
+        :math:`(S, \text{num})`.
+    """
+    span = support.clamp(max=_TAIL)
+    x = span * torch.linspace(-1.0, 1.0, 2 * num - 1, dtype=span.dtype).to(span)
+    m = torch.exp(-0.5 * x**2)
+    if dim > 1:
+        half = torch.tensor((dim - 1) / 2.0, dtype=x.dtype, device=x.device)
+        m = m * torch.special.gammainc(half, (0.5 * (support**2 - x**2)).clamp_min(0))
+    zero = x.new_zeros(x.size(0), 1)
+    mass = torch.cat([zero, torch.cumulative_trapezoid(m, x, dim=-1)], dim=-1)
+    moment = torch.cat([zero, torch.cumulative_trapezoid(x * m, x, dim=-1)], dim=-1)
+    mass, moment = mass[:, num - 1 :].flip(-1), moment[:, num - 1 :].flip(-1)
+    rho = -moment / mass
+    rho[:, 0] = 0.0  # nothing cut: rounding aside, the centroid is the centre
+    beta = mass / mass[:, :1]
+    return rho, beta
+
+
+@functools.lru_cache(maxsize=8)
+def _chi2_quantile(dim: int, q: float) -> float:
+    """Quantile of the chi-squared distribution with ``dim`` degrees (bisection)."""
+    half = torch.tensor(dim / 2.0, dtype=torch.float64)
+    lo, hi = 0.0, 10.0 * dim + 100.0
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        below = float(torch.special.gammainc(half, torch.tensor(mid / 2.0))) < q
+        lo, hi = (mid, hi) if below else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def _interpolate(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
+    """Piecewise-linear interpolation, row by row when ``xp`` has one row per x."""
+    if xp.size(0) == 1:
+        index = torch.searchsorted(xp[0], x)
+    else:
+        index = torch.searchsorted(xp, x.unsqueeze(-1)).squeeze(-1)
+    index = index.clamp(1, xp.size(1) - 1).unsqueeze(-1)
+    if xp.size(0) == 1:
+        xp, fp = xp.expand(x.numel(), -1), fp.expand(x.numel(), -1)
+    x0, x1 = xp.gather(1, index - 1), xp.gather(1, index)
+    f0, f1 = fp.gather(1, index - 1), fp.gather(1, index)
+    frac = ((x.unsqueeze(-1) - x0) / (x1 - x0).clamp_min(1e-300)).clamp(0, 1)
+    return (f0 + frac * (f1 - f0)).squeeze(-1)
+
+
+def _kernel_share_inside(
+    offset: Tensor, node: Tensor, h: Tensor, support: Tensor, dim: int
+) -> Tensor:
+    r"""Share of each node's truncated kernel inside the domain (flat boundary).
+
+    The kernel-weighted centroid :math:`\bar z_n` of the neighbour offsets
+    measures how far a boundary cuts into the neighbourhood;
+    :func:`_half_space_tables` turns its length into the share of kernel mass
+    left. Its noise variance :math:`v_n` (the weighted variance of the
+    offsets over the effective number of neighbours) is subtracted beyond the
+    :data:`_NOISE_QUANTILE` of :math:`v_n \chi^2_d / d`, the law of
+    :math:`\lVert \bar z_n \rVert^2` away from any boundary, so that
+    interior points are seldom mistaken for boundary points.
+
+    Args:
+        offset: :math:`y_m - y_n` per edge :math:`(E, D)`.
+        node: :math:`n` per edge.
+        h: Bandwidth per node.
+        support: Neighbourhood radius in bandwidths: a number (shape
+            :math:`(1,)`) or one per node.
+        dim: Intrinsic dimension.
+    """
+    num = h.numel()
+    h = h.clamp_min(torch.finfo(h.dtype).tiny)
+    sq = offset.pow(2).sum(-1)
+    g = torch.exp(-0.5 * sq / h.index_select(0, node) ** 2)
+    total = _segment_sum(g, node, num).clamp_min(torch.finfo(h.dtype).tiny)
+    mean = offset.new_zeros(num, offset.size(1)).index_add_(
+        0, node, g.unsqueeze(-1) * offset
+    ) / total.unsqueeze(-1)
+    resid = (offset - mean.index_select(0, node)).pow(2).sum(-1)
+    square = _segment_sum(g**2, node, num)
+    # Variance of the weighted mean, with the reliability-weights correction.
+    noise = _segment_sum(g**2 * resid, node, num) / (total**2 - square).clamp_min(
+        torch.finfo(h.dtype).tiny
+    )
+    level = _chi2_quantile(dim, _NOISE_QUANTILE) / dim
+    rho = ((mean.pow(2).sum(-1) - level * noise).clamp_min(0) / h**2).sqrt()
+    size = _TABLE_SIZE if support.numel() == 1 else _TABLE_SIZE_PER_NODE
+    rho_table, beta_table = _half_space_tables(support.view(-1, 1), dim, size)
+    return _interpolate(rho, rho_table, beta_table)
+
+
 def density_weights(
     pos: Union[Tensor, PairTensor],
     edge_index: Optional[Tensor] = None,
@@ -197,6 +316,7 @@ def density_weights(
     normalize: str = "mean",
     batch: Optional[Tensor] = None,
     k: int = 16,
+    boundary: bool = False,
 ) -> Tensor:
     r"""Quadrature weights from an inverse kernel-density estimate.
 
@@ -223,10 +343,61 @@ def density_weights(
     estimate from :math:`k_n` neighbours, :math:`b(k_n, d) \approx 1 + 1.7/k_n`,
     is divided out, so the weights of a closed surface sampled with k = 16
     sum to its area within about 1–2%; next to the boundary of a domain a
-    neighbourhood is one-sided and the weights there come out too large.
+    neighbourhood is one-sided and the weights there come out too large
+    (:obj:`boundary=True` corrects them, see below).
     Points given several times are merged before the estimate and share one
     weight, so duplicating a point changes no integral. Nodes with fewer than
     two distinct neighbours get the median weight.
+
+    **Boundary correction.** Within a kernel width of the boundary of the
+    sampled domain (the edge of a square, a hole, the rim of an open surface)
+    part of a point's kernel lies outside the domain, where there are no
+    neighbours: the estimate sees only the share :math:`\beta_n` of the
+    kernel that is inside, and the weight comes out :math:`1 / \beta_n` too
+    large (up to twice, on the boundary), in a band that narrows as points are
+    added, so the total drifts with the resolution. :obj:`boundary=True`
+    divides :math:`\hat p(y_n)` by :math:`\beta_n`, taking the boundary as a
+    hyperplane at distance :math:`a_n` (lengths in bandwidths, :math:`s =
+    R_n / h_n` the kernel's support, 2.5 for the adaptive bandwidth):
+
+    .. math::
+        \beta_n = \frac{\int_{-s}^{a_n} m}{\int_{-s}^{s} m},
+        \qquad \rho(a_n) = -\frac{\int_{-s}^{a_n} x\, m(x)\, dx}
+        {\int_{-s}^{a_n} m} = \hat\rho_n,
+        \qquad m(x) = e^{-x^2/2}\, P(\chi^2_{d-1} \le s^2 - x^2)
+
+    where :math:`m` is the kernel's marginal across the hyperplane (the
+    :math:`\chi^2` factor is its truncation to the ball) and
+    :math:`\rho(a)` the distance from the point to the centroid of the
+    kernel mass left. The measured centroid distance is
+
+    .. math::
+        \hat\rho_n^2 = \frac{\bigl(\lVert \bar z_n \rVert^2
+        - c_d\, v_n\bigr)_+}{h_n^2},
+        \qquad \bar z_n = \frac{\sum_m g_{nm}\, (y_m - y_n)}
+        {\sum_m g_{nm}},
+        \qquad c_d = \frac{\chi^2_{d}(0.95)}{d},
+
+    with :math:`g_{nm}` the kernel and :math:`v_n` the noise variance of
+    :math:`\bar z_n` (the weighted variance of the offsets over the effective
+    number of neighbours). Away from the boundary :math:`\bar z_n` is noise
+    alone, :math:`\lVert \bar z_n \rVert^2 \approx v_n \chi^2_d / d`, and
+    :math:`c_d` (3.0 in 2-D) keeps :math:`\beta_n = 1` for most interior
+    points: about 92% of uniformly random ones (the model's 95%, less a tail
+    a little heavier than :math:`\chi^2`); the others lower the interior
+    weights by about 1.5% on average, on a closed surface as well. The
+    threshold also leaves points next to the boundary under-corrected (on the
+    edge of a square :math:`\beta_n` averages about 0.7 against the true
+    0.5), and a corner is treated as one edge. Both this error and the one
+    corrected live in a band a few spacings wide, and shrink as points are
+    added; the 1.5% does not, so the correction pays off while that band
+    holds more than a few percent of the points (in the unit square with
+    k = 16 the error of the total falls from 5–6% to at most 2% at 2,000
+    points, from 4% to at most 0.5% at 4,000). The noise model is that of
+    random points: on a lattice the centroid is exact and the correction
+    smaller than it could be (with k = 12 on a square lattice, none). A
+    density that changes sharply across a neighbourhood also shifts
+    :math:`\bar z_n` and is partly read as a boundary.
 
     For bipartite input (a ``(source, target)`` pair of positions) the
     integration points are the sources: the density of the source cloud is
@@ -257,6 +428,9 @@ def density_weights(
         k (int, optional): Neighbours of the k-NN graph built when
             :obj:`edge_index` is :obj:`None` or the input is bipartite.
             (default: :obj:`16`)
+        boundary (bool, optional): Correct the weights of points near the
+            boundary of the sampled domain for the share of their kernel that
+            lies outside it (see above). (default: :obj:`False`)
 
     Returns:
         Tensor: :math:`(N,)` (:math:`(N_s,)` for bipartite input), in the dtype
@@ -269,6 +443,15 @@ def density_weights(
         >>> w = density_weights(pos, knn_graph(pos, k=16))
         >>> w.shape, round(float(w.mean()), 4)
         (torch.Size([500]), 1.0)
+
+        With a boundary: points in the unit square, whose area is 1.
+
+        >>> pos = torch.rand(2000, 2, generator=torch.Generator().manual_seed(0))
+        >>> edge_index = knn_graph(pos, k=16)
+        >>> w = density_weights(pos, edge_index, normalize="measure")
+        >>> w_b = density_weights(pos, edge_index, normalize="measure", boundary=True)
+        >>> round(float(w.sum()), 2), round(float(w_b.sum()), 2)
+        (1.07, 1.02)
     """
     if normalize not in NORMALIZATIONS:
         raise ValueError(
@@ -328,6 +511,13 @@ def density_weights(
         torch.tensor(dim / 2.0, dtype=p.dtype, device=p.device),
         0.5 * (radius / h.clamp_min(torch.finfo(p.dtype).tiny)) ** 2,
     )
+    if boundary:
+        if bandwidth is None:
+            support = p.new_full((1,), _SUPPORT)
+        else:
+            support = (radius / h).clamp_min(1e-3)
+        offset = upos.index_select(0, nbr) - upos.index_select(0, node)
+        inside = inside * _kernel_share_inside(offset, node, h, support, dim)
     if batch is not None:
         graph_u = p.new_zeros(num_u, dtype=torch.long).scatter_(0, inverse, batch)
         num_graphs = int(batch.max()) + 1

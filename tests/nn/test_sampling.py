@@ -7,6 +7,9 @@ import torch
 
 from itnet_geo.nn import ITConv, MonteCarlo
 from itnet_geo.nn.sampling import (
+    _SUPPORT,
+    _TAIL,
+    _half_space_tables,
     _inclusion_probabilities,
     _systematic,
     area_weights,
@@ -552,6 +555,179 @@ def test_density_weights_in_the_layer():
     conv = make_conv(mc=seeded(ratio=0.5, importance="weight"))
     out = conv(x, pos, edge_index, weight=density_weights(pos, edge_index))
     assert out.shape == (50, 8) and torch.isfinite(out).all()
+
+
+# ------------------------------------------------------- boundary correction
+def square_lattice(num):
+    """Cell centres of a num x num grid of the unit square (exact weights 1/num^2)."""
+    u = (torch.arange(num, dtype=torch.float64) + 0.5) / num
+    return torch.cartesian_prod(u, u)
+
+
+def boundary_share(pos, edge_index, **kwargs):
+    """beta_n: the factor boundary=True puts on each weight."""
+    kwargs.setdefault("normalize", "measure")
+    base = density_weights(pos, edge_index, **kwargs)
+    return density_weights(pos, edge_index, boundary=True, **kwargs) / base
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_half_space_tables_are_the_cut_gaussian(dim):
+    # At a support of _TAIL bandwidths the truncation is nil (exp(-32)), and
+    # a Gaussian cut at a keeps Phi(a) of its mass, centroid phi(a) / Phi(a).
+    num = 1025
+    rho, beta = _half_space_tables(torch.tensor([[_TAIL]]).double(), dim, num)
+    a = torch.linspace(_TAIL, 0.0, num, dtype=torch.float64)
+    cdf = torch.special.ndtr(a)
+    pdf = torch.exp(-0.5 * a**2) / math.sqrt(2 * math.pi)
+    # Trapezoid rule with step 2 * _TAIL / (2 num - 2): error at most
+    # length * step^2 / 12 * max|f''| (<= 2 for m and x m), over a mass
+    # of at least half the total sqrt(2 pi).
+    step = _TAIL / (num - 1)
+    tol = 2 * _TAIL * step**2 / 12 * 2 / (math.sqrt(2 * math.pi) / 2)
+    torch.testing.assert_close(beta[0], cdf, rtol=0, atol=tol)
+    torch.testing.assert_close(rho[0], pdf / cdf, rtol=0, atol=2 * tol)
+    # Cut through the centre, any support keeps half the mass (symmetry).
+    _, beta = _half_space_tables(torch.tensor([[_SUPPORT], [1.0]]).double(), dim, 65)
+    torch.testing.assert_close(beta[:, -1], torch.full((2,), 0.5).double())
+
+
+def test_half_space_tables_match_a_cut_disc():
+    # d = 2, support 2.5: the marginal with its chi^2 factor against the
+    # Gaussian on a fine grid of the disc, cut by the line x = a.
+    rho, beta = _half_space_tables(torch.tensor([[_SUPPORT]]).double(), 2, 1001)
+    rho, beta = rho[:, ::100], beta[:, ::100]  # a = 2.5, 2.25, ..., 0
+    cells = 1000
+    g = (torch.arange(cells, dtype=torch.float64) + 0.5) / cells * 2 - 1
+    x, y = torch.meshgrid(_SUPPORT * g, _SUPPORT * g, indexing="ij")
+    mass = torch.exp(-(x**2 + y**2) / 2) * (x**2 + y**2 <= _SUPPORT**2)
+    a = torch.linspace(_SUPPORT, 0.0, 11, dtype=torch.float64)
+    kept = [mass * (x < ai) for ai in a]
+    grid_beta = torch.stack([m.sum() / mass.sum() for m in kept])
+    grid_rho = torch.stack([-(m * x).sum() / m.sum() for m in kept])
+    # The cut falls on cell edges; the cells on the circle are counted whole:
+    # 2 pi s / step of them, each off by up to step^2 / 2 times the kernel on
+    # the rim, exp(-s^2 / 2), over the mass, about 2 pi.
+    step = 2 * _SUPPORT / cells
+    tol = _SUPPORT * step * math.exp(-(_SUPPORT**2) / 2)
+    torch.testing.assert_close(beta[0], grid_beta, rtol=0, atol=tol)
+    torch.testing.assert_close(rho[0], grid_rho, rtol=0, atol=tol)
+
+
+def test_density_weights_boundary_on_a_lattice():
+    # Exact quadrature weights of cell centres are uniform. k = 20 takes whole
+    # rings of the lattice, so an interior neighbourhood is symmetric.
+    num = 32
+    pos = square_lattice(num)
+    edge_index = knn_graph(pos, k=20)
+    plain = density_weights(pos, edge_index)
+    fixed = density_weights(pos, edge_index, boundary=True)
+    steps = torch.minimum(pos, 1 - pos) * num - 0.5  # lattice steps to the edges
+    interior = steps.min(dim=1).values >= 3
+    edge = (steps.min(dim=1).values == 0) & (steps.max(dim=1).values >= 3)
+    # Interior: identical neighbourhoods, centroid zero, share exactly one.
+    for w in (plain, fixed):
+        torch.testing.assert_close(w[interior], w[interior][0].expand(676))
+    plain, fixed = plain / plain[interior][0], fixed / fixed[interior][0]
+    # Edge points are overweighted; the threshold only shrinks the measured
+    # centroid, so the correction lowers them, never below their exact weight.
+    assert bool((plain[edge] > 1).all())
+    assert bool((fixed[edge] < plain[edge]).all())
+    assert bool((fixed <= plain * (1 + 1e-12)).all())
+    assert bool((fixed >= 1 - 1e-12).all())
+    assert float((fixed - 1).abs().max()) < float((plain - 1).abs().max())
+    f = torch.exp(pos.sum(dim=1))  # integral (e - 1)^2
+    exact = (math.e - 1) ** 2
+    error = {
+        k: abs(float((w * f).mean()) / exact - 1)
+        for k, w in (("plain", plain), ("fixed", fixed))
+    }
+    assert error["fixed"] < error["plain"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_density_weights_boundary_integrate_the_unit_square(seed):
+    num = 2000
+    gen = torch.Generator().manual_seed(seed)
+    pos = torch.rand(num, 2, generator=gen, dtype=torch.float64)
+    edge_index = knn_graph(pos, k=16)
+    f = torch.exp(pos.sum(dim=1))  # integral (e - 1)^2; area 1
+    exact = (math.e - 1) ** 2
+    error = {}
+    for boundary in (False, True):
+        w = density_weights(pos, edge_index, normalize="measure", boundary=boundary)
+        error[boundary] = (
+            abs(float(w.sum()) - 1),
+            abs(float((w * f).sum()) / exact - 1),
+        )
+    assert error[False][0] > 0.04  # the boundary band: 1/sqrt(N) of the points
+    for plain, fixed in zip(error[False], error[True], strict=True):
+        assert fixed < plain
+        assert fixed < 0.025  # the documented residual, about 2% at N = 2000
+
+
+def test_density_weights_boundary_share_inside_and_on_an_edge():
+    num = 4000
+    gen = torch.Generator().manual_seed(0)
+    pos = torch.rand(num, 2, generator=gen, dtype=torch.float64) * 2 - 1
+    beta = boundary_share(pos, knn_graph(pos, k=16))
+    spacing = 2 / math.sqrt(num)
+    dist = (1 - pos.abs()).min(dim=1).values  # to the square's edge
+    corner = (1 - pos.abs()).max(dim=1).values < 3 * spacing
+    assert bool((beta >= 0.5 - 1e-12).all()) and bool((beta <= 1 + 1e-12).all())
+    interior = beta[dist > 4 * spacing]
+    # The chi^2 model of the noise flags 5% of interior points (8% measured,
+    # its tail is a little heavier); each keeps at least half its weight.
+    assert float((interior == 1).double().mean()) > 0.9
+    assert float(interior.mean()) > 1 - 0.05 * 0.5
+    # On the edge the truth is 1/2; the threshold under-corrects to about 0.7.
+    on_edge = beta[(dist < 0.3 * spacing) & ~corner]
+    assert 0.5 < float(on_edge.mean()) < 0.75
+
+
+def test_density_weights_boundary_on_a_closed_surface():
+    # No boundary: every point is interior, and only the threshold's false
+    # alarms (as on the square's interior) change anything.
+    pos = uniform_sphere(2000)
+    beta = boundary_share(pos, knn_graph(pos, k=16))
+    assert float((beta == 1).double().mean()) > 0.9
+    assert 1 - 0.05 * 0.5 < float(beta.mean()) < 1
+
+
+def test_density_weights_boundary_options():
+    gen = torch.Generator().manual_seed(3)
+    cube = torch.rand(1000, 3, generator=gen, dtype=torch.float64)
+    edge_index = knn_graph(cube, k=16)
+    volume = {
+        b: float(
+            density_weights(cube, edge_index, normalize="measure", boundary=b).sum()
+        )
+        for b in (False, True)
+    }
+    assert abs(volume[True] - 1) < abs(volume[False] - 1)  # 3-D: +30% -> +16%
+    # a fixed bandwidth: one table per node, shares between 1/2 and 1
+    square = torch.rand(500, 2, generator=gen, dtype=torch.float64)
+    beta = boundary_share(square, knn_graph(square, k=16), bandwidth=0.03)
+    assert bool((beta >= 0.5 - 1e-12).all()) and bool((beta <= 1 + 1e-12).all())
+    assert float(beta.min()) < 0.8  # some edge point is corrected
+    # batches: each graph on its own; bipartite: the source cloud
+    batch = torch.cat([torch.zeros(500), torch.ones(1000)]).long()
+    both = torch.cat([square, cube[:, :2]])
+    edge_index = knn_graph(both, k=12, batch=batch)
+    for normalize in ("mean", "measure"):
+        weight = density_weights(
+            both, edge_index, batch=batch, normalize=normalize, boundary=True
+        )
+        parts = [
+            density_weights(p, knn_graph(p, k=12), normalize=normalize, boundary=True)
+            for p in (square, cube[:, :2])
+        ]
+        torch.testing.assert_close(weight, torch.cat(parts))
+    torch.testing.assert_close(
+        density_weights((square, square[:10]), boundary=True),
+        density_weights(square, knn_graph(square, k=16), boundary=True),
+    )
+    assert density_weights(square.float(), boundary=True).dtype == torch.float32
 
 
 def test_area_weights_match_the_mesh_transform():
