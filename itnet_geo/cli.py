@@ -151,7 +151,7 @@ def _add_train_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
         nargs="*",
         default=None,
         metavar="AUG",
-        help="batch augmentation: rotate-x|y|z|so3, scale[:lo:hi], "
+        help="batch augmentation: rotate-x|y|z|so3, scale[:lo:hi], shift[:max], "
         "jitter[:sigma[:clip]], dropout[:max]; default per dataset",
     )
     g.add_argument(

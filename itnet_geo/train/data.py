@@ -26,6 +26,7 @@ from itnet_geo.transforms import (
     RandomJitter,
     RandomPointDropout,
     RandomRotate,
+    RandomShift,
     SamplePoints,
 )
 
@@ -260,6 +261,7 @@ def build_augment(names: Sequence[str]) -> Optional[Compose]:
 
     ``rotate-x|y|z`` (random angle about that axis), ``rotate-so3`` (uniform
     rotation), ``scale[:lo:hi]`` (anisotropic, default ``2/3:3/2``),
+    ``shift[:max]`` (per-shape translation, default ``0.2``),
     ``jitter[:sigma[:clip]]`` (default ``0.01:0.05``), ``dropout[:max_ratio]``
     (default ``0.875``). An empty list gives :obj:`None`.
     """
@@ -271,6 +273,8 @@ def build_augment(names: Sequence[str]) -> Optional[Compose]:
             out.append(RandomRotate(axis, *args[:1]))
         elif name == "scale":
             out.append(RandomAnisotropicScale(*args[:2]))
+        elif name == "shift":
+            out.append(RandomShift(*args[:1]))
         elif name == "jitter":
             out.append(RandomJitter(*args[:2]))
         elif name == "dropout":
@@ -278,7 +282,7 @@ def build_augment(names: Sequence[str]) -> Optional[Compose]:
         else:
             raise ValueError(
                 f"unknown augmentation {name!r}; use rotate-x|y|z|so3, scale, "
-                "jitter, dropout"
+                "shift, jitter, dropout"
             )
     return Compose(out) if out else None
 

@@ -16,6 +16,7 @@ from itnet_geo.transforms.random_anisotropic_scale import RandomAnisotropicScale
 from itnet_geo.transforms.random_jitter import RandomJitter
 from itnet_geo.transforms.random_point_dropout import RandomPointDropout
 from itnet_geo.transforms.random_rotate import RandomRotate
+from itnet_geo.transforms.random_shift import RandomShift
 from itnet_geo.transforms.sample_points import SamplePoints, sample_surface
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "NormalizeUnitSphere",
     "RandomRotate",
     "RandomAnisotropicScale",
+    "RandomShift",
     "RandomJitter",
     "RandomPointDropout",
     "MeshToGraph",
