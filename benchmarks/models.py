@@ -13,7 +13,8 @@ gradients. The peers follow PyG's examples:
 * ``dgcnn``: ``examples/dgcnn_classification.py`` (two dynamic ``EdgeConv``
   layers, k = 20, max aggregation);
 
-both with ``itnet_geo.ops`` neighbours (torch-cluster-backed where installed).
+both with ``itnet_geo.ops`` neighbours (torch-cluster-backed where installed),
+from :mod:`itnet_geo.nn.models.baselines`.
 
     python benchmarks/models.py                      # full run, writes results/
     python benchmarks/models.py --iters 3 --quick    # a short run
@@ -34,12 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch_geometric.data import Batch, Data
-from torch_geometric.nn import MLP, EdgeConv, PointNetConv, global_max_pool
 
-from itnet_geo.nn.models import PRESETS, ITNetClassifier
-from itnet_geo.ops import fps, knn, radius
+from itnet_geo.nn.models import DGCNN, PRESETS, ITNetClassifier, PointNet2SSG
 from itnet_geo.typing import WITH_TORCH_CLUSTER
 
 ROOT = Path(__file__).resolve().parent
@@ -49,86 +47,9 @@ DATA = Path(
 BASELINE = "pointnet2"
 
 
-# ------------------------------------------------------------------ peers
-class SAModule(nn.Module):
-    """PointNet++ set abstraction (PyG's example), with itnet_geo neighbours."""
-
-    def __init__(self, ratio, r, mlp):
-        super().__init__()
-        self.ratio = ratio
-        self.r = r
-        self.conv = PointNetConv(mlp, add_self_loops=False)
-
-    def forward(self, x, pos, batch):
-        idx = fps(pos, batch, ratio=self.ratio)
-        row, col = radius(
-            pos, pos[idx], self.r, batch, batch[idx], max_num_neighbors=64
-        )
-        edge_index = torch.stack([col, row], dim=0)
-        x_dst = None if x is None else x[idx]
-        x = self.conv((x, x_dst), (pos, pos[idx]), edge_index)
-        return x, pos[idx], batch[idx]
-
-
-class GlobalSAModule(nn.Module):
-    def __init__(self, mlp):
-        super().__init__()
-        self.mlp = mlp
-
-    def forward(self, x, pos, batch):
-        x = self.mlp(torch.cat([x, pos], dim=1))
-        return global_max_pool(x, batch)
-
-
-class PointNet2(nn.Module):
-    """PointNet++ SSG as in PyG's ``examples/pointnet2_classification.py``."""
-
-    def __init__(self, num_classes):
-        super().__init__()
-        self.sa1 = SAModule(0.5, 0.2, MLP([3, 64, 64, 128]))
-        self.sa2 = SAModule(0.25, 0.4, MLP([128 + 3, 128, 128, 256]))
-        self.sa3 = GlobalSAModule(MLP([256 + 3, 256, 512, 1024]))
-        self.mlp = MLP([1024, 512, 256, num_classes], dropout=0.5, norm=None)
-
-    def forward(self, data):
-        x, pos, batch = self.sa1(None, data.pos, data.batch)
-        x, pos, batch = self.sa2(x, pos, batch)
-        return self.mlp(self.sa3(x, pos, batch))
-
-
-class DynamicEdgeConv(nn.Module):
-    """PyG's ``DynamicEdgeConv`` (k-NN in feature space, self included)."""
-
-    def __init__(self, mlp, k):
-        super().__init__()
-        self.conv = EdgeConv(mlp, aggr="max")
-        self.k = k
-
-    def forward(self, x, batch):
-        edge_index = knn(x, x, self.k, batch, batch).flip([0])
-        return self.conv(x, edge_index)
-
-
-class DGCNN(nn.Module):
-    """DGCNN as in PyG's ``examples/dgcnn_classification.py`` (k = 20)."""
-
-    def __init__(self, num_classes, k=20):
-        super().__init__()
-        self.conv1 = DynamicEdgeConv(MLP([2 * 3, 64, 64, 64]), k)
-        self.conv2 = DynamicEdgeConv(MLP([2 * 64, 128]), k)
-        self.lin1 = nn.Linear(128 + 64, 1024)
-        self.mlp = MLP([1024, 512, 256, num_classes], dropout=0.5, norm=None)
-
-    def forward(self, data):
-        x1 = self.conv1(data.pos, data.batch)
-        x2 = self.conv2(x1, data.batch)
-        out = self.lin1(torch.cat([x1, x2], dim=1))
-        return self.mlp(global_max_pool(out, data.batch))
-
-
 def build(name, num_classes):
     if name == "pointnet2":
-        return PointNet2(num_classes)
+        return PointNet2SSG(num_classes)
     if name == "dgcnn":
         return DGCNN(num_classes)
     if name.startswith("itnet:"):

@@ -284,11 +284,9 @@ def test_eval_bad_checkpoints(demo_run, tmp_path, capsys):
     assert "cannot be read" in err and len(err.strip().splitlines()) == 1
 
 
-def test_train_then_resume_a_finished_run(demo_run, tmp_path, capsys):
-    out = tmp_path / "run"
-    common = ["--cache-dir", str(demo_run / "cache"), "--no-progress"]
-    code, stdout, err = _main(
-        capsys,
+def _tiny_train(demo_run, out, epochs):
+    """``train`` arguments for a few small synthetic shapes of the demo's data."""
+    return [
         "train",
         "--dataset",
         "synthetic",
@@ -305,13 +303,17 @@ def test_train_then_resume_a_finished_run(demo_run, tmp_path, capsys):
         "--num-points",
         "128",
         "--epochs",
-        "2",
+        str(epochs),
         "--batch-size",
         "8",
-        "--votes",
-        "2",
-        *TINY_MODEL,
-        *common,
+    ]
+
+
+def test_train_then_resume_a_finished_run(demo_run, tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["--cache-dir", str(demo_run / "cache"), "--no-progress"]
+    code, stdout, err = _main(
+        capsys, *_tiny_train(demo_run, out, 2), "--votes", "2", *TINY_MODEL, *common
     )
     assert code == 0, err
     assert "test accuracy" in stdout and "2 votes" in stdout
@@ -321,6 +323,31 @@ def test_train_then_resume_a_finished_run(demo_run, tmp_path, capsys):
     assert code == 0, err
     assert load_checkpoint(out / "last.pt")["step"] == last["step"]
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_train_and_eval_a_peer_model(demo_run, tmp_path, capsys):
+    out = tmp_path / "pn2"
+    common = ["--cache-dir", str(demo_run / "cache"), "--no-progress"]
+    code, stdout, err = _main(
+        capsys,
+        *_tiny_train(demo_run, out, 1),
+        "--model",
+        "pointnet2_ssg",
+        "--augment",
+        "scale:0.8:1.25",
+        "shift:0.1",
+        *common,
+    )
+    assert code == 0, err
+    assert "pointnet2_ssg" in err + stdout
+    ckpt = load_checkpoint(out / "best.pt")
+    assert ckpt["model"]["name"] == "pointnet2_ssg"
+    code, stdout, err = _main(
+        capsys, "eval", "--checkpoint", str(out / "best.pt"), *common[:2]
+    )
+    assert code == 0, err
+    expected = json.loads((out / "results.json").read_text())
+    assert json.loads(stdout)["accuracy"] == pytest.approx(expected["accuracy"])
 
 
 # -- info, bench ----------------------------------------------------------------------

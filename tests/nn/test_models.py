@@ -342,4 +342,5 @@ def test_mesh_repr_and_registry():
         "MeshITNet(num_classes=30, in_channels=16, channels=64, depth=4, "
         "kernel=channel, measure=mean)"
     )
-    assert MODELS == {"itnet_classifier": ITNetClassifier, "mesh_itnet": MeshITNet}
+    assert MODELS["itnet_classifier"] is ITNetClassifier
+    assert MODELS["mesh_itnet"] is MeshITNet

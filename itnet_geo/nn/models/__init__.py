@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import nn
 
+from itnet_geo.nn.models.baselines import DGCNN, PointNet2SSG
 from itnet_geo.nn.models.classifier import NEIGHBORHOODS, PRESETS, ITNetClassifier
 from itnet_geo.nn.models.mesh import MeshITNet
 
@@ -22,6 +23,8 @@ from itnet_geo.nn.models.mesh import MeshITNet
 MODELS: dict[str, type[nn.Module]] = {
     ITNetClassifier.name: ITNetClassifier,
     MeshITNet.name: MeshITNet,
+    PointNet2SSG.name: PointNet2SSG,
+    DGCNN.name: DGCNN,
 }
 
 
@@ -29,7 +32,8 @@ def build_model(name: str, **config: Any) -> nn.Module:
     r"""Build the model called :obj:`name` from its constructor options.
 
     Args:
-        name (str): ``"itnet_classifier"`` or ``"mesh_itnet"``.
+        name (str): ``"itnet_classifier"``, ``"mesh_itnet"``, or a peer:
+            ``"pointnet2_ssg"``, ``"dgcnn"`` (:mod:`~itnet_geo.nn.models.baselines`).
         **config: Constructor options, e.g. a model's ``config``.
 
     Example:
@@ -45,6 +49,8 @@ def build_model(name: str, **config: Any) -> nn.Module:
 __all__ = [
     "ITNetClassifier",
     "MeshITNet",
+    "PointNet2SSG",
+    "DGCNN",
     "build_model",
     "MODELS",
     "PRESETS",
