@@ -138,20 +138,21 @@ class DataSpec:
         return cls(**values)
 
 
-def build_split(spec: DataSpec, split: str) -> Dataset:
+def build_split(spec: DataSpec, split: str, progress: bool = True) -> Dataset:
     r"""The ``train`` or ``test`` split of :obj:`spec` as a dataset.
 
     Point inputs are normalised to the unit sphere once, before caching;
     meshes (``shrec16``, mesh ``folder``) are normalised and either surface-sampled
     to :attr:`DataSpec.num_points` points or turned into graphs by
-    :class:`~itnet_geo.transforms.MeshToGraph`.
+    :class:`~itnet_geo.transforms.MeshToGraph`. :obj:`progress` shows a
+    progress bar while files are processed (not when they come from the cache).
 
     Raises:
         FileNotFoundError: The root or the split is missing (the message says
             what was looked for).
     """
     root = Path(spec.root).expanduser()
-    common: dict[str, Any] = {"cache_dir": spec.cache_dir}
+    common: dict[str, Any] = {"cache_dir": spec.cache_dir, "log": progress}
     if spec.kind == "synthetic":
         per_class = spec.synthetic_train if split == "train" else spec.synthetic_test
         return SyntheticShapes(

@@ -82,11 +82,11 @@ def make_model(
     )
 
 
-def _try_split(spec: DataSpec, split: str) -> Optional[Dataset]:
+def _try_split(spec: DataSpec, split: str, progress: bool) -> Optional[Dataset]:
     if spec.kind == "synthetic":
-        return build_split(spec, split)
+        return build_split(spec, split, progress)
     try:
-        return build_split(spec, split)
+        return build_split(spec, split, progress)
     except FileNotFoundError as err:
         text = str(err)
         if f"no '{split}' split" in text or f"'{split}' split)" in text:
@@ -95,20 +95,21 @@ def _try_split(spec: DataSpec, split: str) -> Optional[Dataset]:
 
 
 def load_datasets(
-    spec: DataSpec,
+    spec: DataSpec, progress: bool = True
 ) -> tuple[Dataset, Optional[Dataset], Optional[Dataset], list[str]]:
     r"""``(train, validation, test, classes)`` for :obj:`spec`.
 
     Validation is carved from train (:attr:`DataSpec.val_fraction` per class,
     seeded by :attr:`DataSpec.val_seed`); with a fraction of 0 it is the test
     split when there is one. Test is :obj:`None` when the root has no test
-    split. Under torch.distributed rank 0 reads (and caches) first.
+    split. Under torch.distributed rank 0 reads (and caches) first;
+    :obj:`progress` shows progress bars while files are processed.
     """
     info = dist_info()
     if not info.is_main:
         barrier()
-    train_full = build_split(spec, "train")
-    test = _try_split(spec, "test")
+    train_full = build_split(spec, "train", progress)
+    test = _try_split(spec, "test", progress)
     if info.is_main:
         barrier()
     classes = list(train_full.classes)
@@ -191,7 +192,7 @@ def train_run(
             overrides["root"] = str(root)
         spec = DataSpec.from_dict(ckpt["data"], **overrides)
         config = TrainConfig.from_dict(ckpt["train"])
-    train, val, test, classes = load_datasets(spec)
+    train, val, test, classes = load_datasets(spec, progress and info.is_main)
     if ckpt is not None:
         if list(ckpt["classes"]) != classes:
             raise CheckpointError(
@@ -344,10 +345,10 @@ def evaluate_checkpoint(
     if split == "val":
         if spec.val_fraction <= 0:
             raise ValueError("this run carved no validation split from train")
-        full = build_split(spec, "train")
+        full = build_split(spec, "train", progress)
         data = carve_split(full, spec.val_fraction, spec.val_seed)[1]
     else:
-        full = data = build_split(spec, split)
+        full = data = build_split(spec, split, progress)
     names = [str(c) for c in full.classes]
     classes = [str(c) for c in ckpt["classes"]]
     index = {c: i for i, c in enumerate(classes)}

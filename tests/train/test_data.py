@@ -73,3 +73,19 @@ def test_spec_validation_and_round_trip(tmp_path):
 def test_missing_root_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a folder"):
         build_split(DataSpec(kind="modelnet40", root=tmp_path / "nope"), "train")
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_build_split_progress_bar_follows_the_flag(tmp_path, capfd, progress):
+    spec = DataSpec(
+        kind="synthetic",
+        root=tmp_path / "data",
+        cache_dir=tmp_path / "cache",
+        num_points=32,
+        synthetic_classes=2,
+        synthetic_train=60,  # 120 files: above the progress-bar threshold
+    )
+    data = build_split(spec, "train", progress=progress)
+    assert len(data) == 120
+    err = capfd.readouterr().err
+    assert ("file/s" in err or "files/s" in err or "it/s" in err) == progress
