@@ -82,6 +82,14 @@ def leg_command(leg: str, args: argparse.Namespace, resume: bool) -> list[str]:
     return base + data + LEGS[leg] + ["--time-budget", args.budget] + common
 
 
+def display(command: str) -> str:
+    """A stored command as a user types it: ``itnet-geo train ...``."""
+    words = shlex.split(command)
+    if words[1:3] == ["-m", "itnet_geo.cli"]:
+        words = ["itnet-geo", *words[3:]]
+    return shlex.join(words)
+
+
 def epoch_records(run: Path) -> list[dict]:
     path = run / "metrics.jsonl"
     if not path.is_file():
@@ -98,11 +106,20 @@ def run_leg(leg: str, args: argparse.Namespace) -> dict:
     else:
         resume = (run / "last.pt").is_file() and not args.fresh
         if args.fresh and run.exists():
-            for name in ("last.pt", "best.pt", "results.json", "metrics.jsonl"):
+            for name in (
+                "last.pt",
+                "best.pt",
+                "results.json",
+                "metrics.jsonl",
+                "command.txt",
+                "stdout.log",
+            ):
                 (run / name).unlink(missing_ok=True)
         cmd = leg_command(leg, args, resume)
         print(f"[{leg}] {shlex.join(cmd)}", flush=True)
         run.mkdir(parents=True, exist_ok=True)
+        with open(run / "command.txt", "a") as f:  # the first line started the leg
+            f.write(shlex.join(cmd) + "\n")
         env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
         with open(run / "stdout.log", "a") as log:
             proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -112,12 +129,11 @@ def run_leg(leg: str, args: argparse.Namespace) -> dict:
                 f"leg {leg} failed (exit {proc.returncode}); last lines of "
                 f"{run / 'stdout.log'}:\n" + "\n".join(tail)
             )
-        (run / "command.txt").write_text(shlex.join(cmd) + "\n")
     summary = json.loads(results.read_text())
     records = epoch_records(run)
     train_time = sum(r["train_time"] for r in records)
     clouds = sum(r["clouds_per_s"] * r["train_time"] for r in records)
-    command = (run / "command.txt").read_text().strip()
+    command = display((run / "command.txt").read_text().splitlines()[0])
     return {
         "leg": leg,
         "label": LABELS[leg],
