@@ -194,6 +194,16 @@ def _add_train_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
         help="torch CPU threads (default: torch's choice)",
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    if not demo:
+        g.add_argument(
+            "--nproc",
+            type=int,
+            default=1,
+            help="train with this many local processes (DDP over gloo on CPU), the "
+            "batch split between them and the cores shared (--threads is per "
+            "process, default cores / nproc); on small CPUs two 1-thread processes "
+            "train about twice as fast as one 2-thread process",
+        )
 
 
 def _add_data_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
@@ -366,10 +376,52 @@ def _print_summary(summary: dict[str, Any]) -> None:
     )
 
 
+def _without_option(argv: Sequence[str], name: str) -> list[str]:
+    """:obj:`argv` without ``name VALUE`` / ``name=VALUE``."""
+    out: list[str] = []
+    skip = False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == name:
+            skip = True
+        elif not item.startswith(name + "="):
+            out.append(item)
+    return out
+
+
+def _launch_local(args: argparse.Namespace, clock_start: float) -> int:
+    """Run this ``train`` command in :obj:`args.nproc` DDP processes (torchrun)."""
+    n = args.nproc
+    argv = _without_option(args.argv, "--nproc")
+    if args.resume is None:
+        if args.dataset is None:
+            raise ValueError("--dataset is required (or --resume to continue a run)")
+        _, config, _ = _train_settings(args, args.dataset)  # fails early on bad flags
+        if config.batch_size % n:
+            raise ValueError(
+                f"the batch of {config.batch_size} does not split evenly over "
+                f"--nproc {n} processes"
+            )
+        argv += ["--batch-size", str(config.batch_size // n)]
+    threads = args.threads or max(1, (os.cpu_count() or 1) // n)
+    argv += ["--threads", str(threads)]
+    # The workers count a time budget from this command's start.
+    started = time.time() - (time.perf_counter() - clock_start)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), ITNET_GEO_T0=repr(started))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += [f"--nproc_per_node={n}", "-m", "itnet_geo.cli", *argv]
+    return subprocess.call(cmd, env=env)
+
+
 def _cmd_train(args: argparse.Namespace, clock_start: float) -> int:
     from itnet_geo.train import train_run
     from itnet_geo.train.distributed import dist_info
 
+    if args.nproc < 1:
+        raise ValueError(f"--nproc must be positive, got {args.nproc}")
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch_local(args, clock_start)
     _set_threads(args.threads)
     if args.resume is not None:
         summary = train_run(
@@ -742,7 +794,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     r"""Run ``itnet-geo`` on :obj:`argv` (default ``sys.argv[1:]``); the exit status."""
     clock_start = time.perf_counter()
+    if "ITNET_GEO_T0" in os.environ:  # a worker of `train --nproc`: its start
+        clock_start -= time.time() - float(os.environ["ITNET_GEO_T0"])
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     _setup_logging()
     from itnet_geo.io import ReadError
     from itnet_geo.train import CheckpointError, NonFiniteLossError

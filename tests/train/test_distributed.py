@@ -1,5 +1,6 @@
 """DDP on CPU: two processes, gloo, the real training loop."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -77,18 +78,9 @@ def test_ddp_two_processes_gloo(tmp_path):
         assert torch.equal(value, r0["many"][key])
 
 
-@pytest.mark.slow
-def test_torchrun_module_entry(tmp_path):
-    torchrun = shutil.which("torchrun")
-    if torchrun is None:
-        pytest.skip("torchrun not on PATH")
-    env = dict(os.environ, OMP_NUM_THREADS="1", ITNET_GEO_CACHE=str(tmp_path / "c"))
-    cmd = [
-        torchrun,
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "itnet_geo.train",
+def _tiny_run(tmp_path, epochs, batch_size):
+    """Training options for a few tiny synthetic shapes and a tiny model."""
+    return [
         "--dataset",
         "synthetic",
         "--root",
@@ -104,9 +96,9 @@ def test_torchrun_module_entry(tmp_path):
         "--num-points",
         "64",
         "--epochs",
-        "2",
+        str(epochs),
         "--batch-size",
-        "4",
+        str(batch_size),
         "--no-progress",
         "--model-option",
         "channels=[16, 32]",
@@ -121,9 +113,45 @@ def test_torchrun_module_entry(tmp_path):
         "--model-option",
         "head_channels=[16]",
     ]
+
+
+@pytest.mark.slow
+def test_torchrun_module_entry(tmp_path):
+    torchrun = shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun not on PATH")
+    env = dict(os.environ, OMP_NUM_THREADS="1", ITNET_GEO_CACHE=str(tmp_path / "c"))
+    cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "itnet_geo.train"]
+    cmd += _tiny_run(tmp_path, epochs=2, batch_size=4)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "test accuracy" in proc.stdout
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
     assert ckpt["world_size"] == 2 and ckpt["epoch"] == 2
-    assert sys.executable  # same interpreter family as the test
+
+
+def test_cli_nproc_trains_ddp_within_a_time_budget(tmp_path):
+    # `itnet-geo train --nproc 2`: two local gloo processes, the batch of 8 split
+    # into 4 per process, the time budget planned on both ranks alike
+    env = dict(os.environ, ITNET_GEO_CACHE=str(tmp_path / "c"))
+    cmd = [sys.executable, "-m", "itnet_geo.cli", "train", "--nproc", "2"]
+    cmd += _tiny_run(tmp_path, epochs=2, batch_size=8) + ["--time-budget", "10m"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test accuracy" in proc.stdout
+    assert proc.stderr.count("time budget 600 s") == 1  # logged by rank 0 only
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["world_size"] == 2 and ckpt["epoch"] == 2
+    assert ckpt["train"]["batch_size"] == 4
+    assert ckpt["budget"]["total_steps"] == ckpt["step"]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert 0 < results["elapsed_s"] < 600
+
+
+def test_cli_nproc_rejects_a_batch_that_does_not_split(tmp_path, capsys):
+    from itnet_geo import cli
+
+    argv = ["train", "--nproc", "3"] + _tiny_run(tmp_path, epochs=1, batch_size=8)
+    assert cli.main(argv) == 1
+    assert "does not split evenly over --nproc 3" in capsys.readouterr().err
+    assert cli.main(["train", "--nproc", "0", "--out", str(tmp_path)]) == 1
