@@ -25,8 +25,17 @@ def test_checkpoint_loads_with_weights_only_and_rebuilds(path):
 
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_shrec_checkpoint_reproduces_its_validation_accuracy(shared_data, tmp_path):
-    path = Path(__file__).resolve().parents[1] / "checkpoints" / "shrec16_mesh_itnet.pt"
+@pytest.mark.parametrize(
+    "name, folder, n",
+    [
+        ("shrec16_mesh_itnet.pt", "shrec_16", 120),
+        ("modelnet40_itnet_cpu1h.pt", "ModelNet40", 985),
+    ],
+)
+def test_checkpoint_reproduces_its_validation_accuracy(
+    shared_data, tmp_path, name, folder, n
+):
+    path = Path(__file__).resolve().parents[1] / "checkpoints" / name
     out = subprocess.run(
         [
             sys.executable,
@@ -36,7 +45,7 @@ def test_shrec_checkpoint_reproduces_its_validation_accuracy(shared_data, tmp_pa
             "--checkpoint",
             str(path),
             "--root",
-            str(shared_data / "shrec_16"),
+            str(shared_data / folder),
             "--split",
             "val",
             "--cache-dir",
@@ -47,6 +56,6 @@ def test_shrec_checkpoint_reproduces_its_validation_accuracy(shared_data, tmp_pa
         check=True,
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["n"] == 120
+    assert result["n"] == n
     recorded = torch.load(path, weights_only=True)["best"]["accuracy"]
     assert result["accuracy"] == pytest.approx(recorded)
