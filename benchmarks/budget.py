@@ -6,6 +6,9 @@ seed) and the same wall-clock budget:
 
 * ``itnet``: ``itnet-geo train --preset cpu-1h`` (ITNetClassifier, warm-up +
   cosine over the budget, AdamW);
+* ``itnet_2proc`` (on request): the same, as two one-thread DDP processes
+  (``--nproc 2``), which train about twice as fast as one two-thread process
+  on two cores (``benchmarks/parallel.py``);
 * ``pointnet2_ssg``: ``itnet-geo train --model pointnet2_ssg``, the architecture
   of PyG's ``examples/pointnet2_classification.py`` trained as that example
   does (Adam, lr 1e-3, batch 32, no label smoothing), with scale / shift
@@ -24,6 +27,7 @@ or a session boundary::
 
     python benchmarks/budget.py --budget 1h --threads 2          # both legs, ~2 h
     python benchmarks/budget.py --budget 1h --legs itnet         # one leg
+    python benchmarks/budget.py --legs itnet_2proc itnet pointnet2_ssg
     python benchmarks/budget.py --budget 4m --out /tmp/b --no-write  # a smoke run
 """
 
@@ -66,7 +70,14 @@ LEGS: dict[str, list[str]] = {
         "shift:0.1",
     ],
 }
-LABELS = {"itnet": "ITNet cpu-1h", "pointnet2_ssg": "PointNet++ SSG (PyG)"}
+#: Legs that run as ``--nproc N`` one-thread DDP processes (on N cores).
+PROCESSES = {"itnet_2proc": 2}
+LEGS["itnet_2proc"] = LEGS["itnet"]
+LABELS = {
+    "itnet": "ITNet cpu-1h",
+    "itnet_2proc": "ITNet cpu-1h, 2 processes",
+    "pointnet2_ssg": "PointNet++ SSG (PyG)",
+}
 BASELINE = "pointnet2_ssg"
 
 
@@ -75,6 +86,8 @@ def leg_command(leg: str, args: argparse.Namespace, resume: bool) -> list[str]:
     out = str(Path(args.out) / leg)
     base = [sys.executable, "-m", "itnet_geo.cli", "train", "--out", out]
     common = ["--threads", str(args.threads), "--no-progress"]
+    if leg in PROCESSES:  # one thread per process
+        common = ["--nproc", str(PROCESSES[leg]), "--threads", "1", "--no-progress"]
     if resume:
         return base + ["--resume"] + common
     data = ["--dataset", "modelnet40", "--root", str(args.root)]
@@ -158,7 +171,7 @@ def run_leg(leg: str, args: argparse.Namespace) -> dict:
 def parameters(leg: str) -> int:
     from itnet_geo.nn.models import ITNetClassifier, PointNet2SSG
 
-    if leg == "itnet":
+    if leg.startswith("itnet"):
         model = ITNetClassifier.from_preset("cpu-1h", num_classes=40)
     else:
         model = PointNet2SSG(num_classes=40)
@@ -224,7 +237,12 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--root", default=str(DATA / "ModelNet40"))
     p.add_argument(
-        "--legs", nargs="+", default=list(LEGS), choices=list(LEGS), metavar="LEG"
+        "--legs",
+        nargs="+",
+        default=["itnet", "pointnet2_ssg"],
+        choices=list(LEGS),
+        metavar="LEG",
+        help=f"of {', '.join(LEGS)} (default: itnet pointnet2_ssg)",
     )
     p.add_argument("--out", default="runs/budget", help="run folders (one per leg)")
     p.add_argument("--fresh", action="store_true", help="do not reuse or resume")
