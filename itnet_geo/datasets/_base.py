@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import os
 import warnings
 from collections import Counter
@@ -363,3 +364,16 @@ class ShapeDataset(InMemoryDataset):
             UserWarning,
             stacklevel=4,
         )
+
+
+def shape_dataset_options(args: dict[str, Any]) -> dict[str, Any]:
+    r"""The options of :class:`ShapeDataset` besides ``root`` and ``split``.
+
+    Picked by name from :obj:`args`, the ``locals()`` of a subclass's
+    ``__init__`` that spells out the same keyword parameters, which forwards them
+    as ``super().__init__(root, split, **shape_dataset_options(locals()))``.
+    """
+    params = inspect.signature(ShapeDataset.__init__).parameters
+    return {
+        name: args[name] for name in params if name not in ("self", "root", "split")
+    }

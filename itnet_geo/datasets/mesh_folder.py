@@ -10,7 +10,12 @@ from typing import Any, Optional
 import torch
 from torch_geometric.data import Data
 
-from itnet_geo.datasets._base import ShapeDataset, ShapeSource, scan_class_folders
+from itnet_geo.datasets._base import (
+    ShapeDataset,
+    ShapeSource,
+    scan_class_folders,
+    shape_dataset_options,
+)
 from itnet_geo.io import read
 
 MESH_EXTENSIONS = (".obj", ".off", ".ply")
@@ -79,17 +84,7 @@ class MeshFolder(ShapeDataset):
         log: bool = True,
     ):
         self.extensions = tuple(sorted(ext.lower() for ext in extensions))
-        super().__init__(
-            root,
-            split,
-            transform=transform,
-            pre_transform=pre_transform,
-            pre_filter=pre_filter,
-            on_error=on_error,
-            cache_dir=cache_dir,
-            force_reload=force_reload,
-            log=log,
-        )
+        super().__init__(root, split, **shape_dataset_options(locals()))
 
     def _options(self) -> dict[str, Any]:
         return dict(super()._options(), extensions=list(self.extensions))

@@ -16,6 +16,7 @@ from itnet_geo.datasets._base import (
     ShapeDataset,
     ShapeSource,
     scan_class_folders,
+    shape_dataset_options,
     shape_generator,
     split_dirs,
 )
@@ -196,17 +197,7 @@ class ModelNet(ShapeDataset):
         self.num_points = num_points
         self.include_normals = include_normals
         self.seed = seed
-        super().__init__(
-            root,
-            split,
-            transform=transform,
-            pre_transform=pre_transform,
-            pre_filter=pre_filter,
-            on_error=on_error,
-            cache_dir=cache_dir,
-            force_reload=force_reload,
-            log=log,
-        )
+        super().__init__(root, split, **shape_dataset_options(locals()))
 
     def _options(self) -> dict[str, Any]:
         return dict(

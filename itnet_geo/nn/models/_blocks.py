@@ -76,6 +76,40 @@ def check_choice(value: str, choices: Sequence[str], name: str) -> str:
     return value
 
 
+def check_sizes(num_classes: int, in_channels: int) -> None:
+    """Check a classifier's number of classes and of extra input features."""
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be positive, got {num_classes}")
+    if in_channels < 0:
+        raise ValueError(f"in_channels must be >= 0, got {in_channels}")
+
+
+def check_pools(pools: Sequence[str]) -> tuple[str, ...]:
+    """Check global poolings against :data:`POOLS`; return them as a tuple."""
+    for pool in pools:
+        check_choice(pool, POOLS, "pool")
+    return tuple(pools)
+
+
+def itconv_options(
+    kernel: str,
+    heads: int,
+    hidden: int,
+    measure: str,
+    kernel_inputs: Sequence[str],
+    tile_size: Optional[int],
+) -> dict[str, Any]:
+    """The :class:`ITConv` options a model passes to all its blocks."""
+    return {
+        "kernel": kernel,
+        "heads": heads,
+        "hidden": hidden,
+        "measure": measure,
+        "kernel_inputs": tuple(kernel_inputs),
+        "tile_size": tile_size,
+    }
+
+
 def bottleneck(channels: int, expansion: int, norm: str, act: str) -> nn.Sequential:
     """Point-wise ``Linear -> norm -> act -> Linear -> norm``, ``expansion`` wide."""
     width = channels * expansion
@@ -319,6 +353,15 @@ def global_pool(
     return torch.cat(out, dim=-1)
 
 
+def make_embed(in_features: int, channels: int, norm: str, act: str) -> nn.Sequential:
+    """Point-wise ``Linear -> norm -> act`` embedding of the input features."""
+    return nn.Sequential(
+        nn.Linear(in_features, channels, bias=norm == "none"),
+        make_norm(norm, channels),
+        make_act(act),
+    )
+
+
 def make_head(
     in_channels: int,
     hidden: Sequence[int],
@@ -354,6 +397,19 @@ def batch_info(data: Any) -> tuple[Tensor, int]:
     return batch, int(batch.max()) + 1 if batch.numel() > 0 else 1
 
 
+def extra_features(model: nn.Module, data: Any, dtype: torch.dtype) -> Tensor:
+    """``data.x`` as :obj:`dtype`, checked to be ``(N, model.in_channels)``."""
+    in_channels = model.in_channels
+    x = getattr(data, "x", None)
+    if x is None or x.dim() != 2 or x.size(-1) != in_channels:
+        got = None if x is None else tuple(x.shape)
+        raise ValueError(
+            f"{type(model).__name__}(in_channels={in_channels}) needs x of shape "
+            f"(N, {in_channels}), got {got}"
+        )
+    return x.to(dtype)
+
+
 def arg_names(function: Any) -> list[str]:
     """Names of a function's parameters, ``self`` and ``*``/``**`` ones left out."""
     params = inspect.signature(function).parameters.values()
@@ -371,6 +427,34 @@ def as_config_value(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: as_config_value(v) for k, v in value.items()}
     return value
+
+
+def constructor_config(model: nn.Module, args: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-able constructor options of :obj:`model` from its ``locals()``.
+
+    :obj:`args` is ``dict(locals())`` taken first thing in ``__init__``; the
+    options are the parameters of ``type(model).__init__``.
+    """
+    names = arg_names(type(model).__init__)
+    return as_config_value({key: args[key] for key in names})
+
+
+def classifier_repr(model: nn.Module, **fields: Any) -> str:
+    """A model's repr: its sizes, :obj:`fields`, then its ITConv kernel and measure.
+
+    ``Name(num_classes=..., in_channels=..., channels=..., <fields>, kernel=...,
+    measure=...)``.
+    """
+    items = {
+        "num_classes": model.num_classes,
+        "in_channels": model.in_channels,
+        "channels": model.channels,
+        **fields,
+        "kernel": model.config["kernel"],
+        "measure": model.config["measure"],
+    }
+    text = ", ".join(f"{key}={value}" for key, value in items.items())
+    return f"{type(model).__name__}({text})"
 
 
 __all__: list[str] = []

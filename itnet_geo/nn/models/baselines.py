@@ -20,20 +20,13 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import MLP, EdgeConv, PointNetConv, global_max_pool
 
-from itnet_geo.nn.models._blocks import batch_info, farthest_point_sample
+from itnet_geo.nn.models._blocks import batch_info, check_sizes, farthest_point_sample
 from itnet_geo.ops import knn, radius
 
 
 def _points(data: Any) -> tuple[Tensor, Tensor, int, Optional[Tensor]]:
     batch, num_graphs = batch_info(data)
     return data.pos, batch, num_graphs, getattr(data, "x", None)
-
-
-def _check(num_classes: int, in_channels: int) -> None:
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be positive, got {num_classes}")
-    if in_channels < 0:
-        raise ValueError(f"in_channels must be >= 0, got {in_channels}")
 
 
 class _SetAbstraction(nn.Module):
@@ -93,7 +86,7 @@ class PointNet2SSG(nn.Module):
 
     def __init__(self, num_classes: int, in_channels: int = 0, **kwargs: Any):
         super().__init__()
-        _check(num_classes, in_channels)
+        check_sizes(num_classes, in_channels)
         #: Constructor options; ``build_model(self.name, **self.config)``
         #: rebuilds the model.
         self.config: dict[str, Any] = {
@@ -161,7 +154,7 @@ class DGCNN(nn.Module):
         self, num_classes: int, in_channels: int = 0, k: int = 20, **kwargs: Any
     ):
         super().__init__()
-        _check(num_classes, in_channels)
+        check_sizes(num_classes, in_channels)
         if k < 1:
             raise ValueError(f"k must be positive, got {k}")
         #: Constructor options; ``build_model(self.name, **self.config)``

@@ -11,20 +11,22 @@ from torch import Tensor, nn
 
 from itnet_geo.nn.models._blocks import (
     NORMS,
-    POOLS,
     SAMPLERS,
     ConvUnit,
     ResidualBlock,
     ResidualMLP,
-    arg_names,
-    as_config_value,
     batch_info,
     check_choice,
+    check_pools,
+    check_sizes,
+    classifier_repr,
+    constructor_config,
+    extra_features,
     farthest_point_sample,
     global_pool,
-    make_act,
+    itconv_options,
+    make_embed,
     make_head,
-    make_norm,
     per_stage,
     random_sample,
     reset_children,
@@ -44,7 +46,8 @@ NEIGHBORHOODS = ("knn", "radius")
 #: sampling (a uniform random sampler trains faster per step but reached a
 #: clearly lower accuracy for the same CPU time). ``"default"`` adds a block at
 #: the first stage and a wider kernel and sums exactly; ``"large"`` trades speed
-#: for accuracy.
+#: for accuracy. ``"smoke"`` is the smallest model that runs the whole path (two
+#: narrow stages, no blocks), for smoke tests and ``--smoke`` runs of seconds.
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu-1h": {
         "embed_channels": 32,
@@ -97,6 +100,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sampler": "fps",
         "head_channels": [512, 256],
         "dropout": 0.5,
+    },
+    "smoke": {
+        "embed_channels": 8,
+        "channels": [16, 32],
+        "ratios": [0.5, 0.25],
+        "k": 8,
+        "depth": 0,
+        "hidden": 8,
+        "heads": 4,
+        "head_channels": [32],
     },
 }
 
@@ -240,13 +253,8 @@ class ITNetClassifier(nn.Module):
         super().__init__()
         #: Constructor options; ``build_model(self.name, **self.config)``
         #: rebuilds the model.
-        self.config: dict[str, Any] = as_config_value(
-            {key: args[key] for key in arg_names(type(self).__init__)}
-        )
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be positive, got {num_classes}")
-        if in_channels < 0:
-            raise ValueError(f"in_channels must be >= 0, got {in_channels}")
+        self.config: dict[str, Any] = constructor_config(self, args)
+        check_sizes(num_classes, in_channels)
         channels = [int(c) for c in channels]
         num_stages = len(channels)
         if num_stages == 0:
@@ -261,9 +269,7 @@ class ITNetClassifier(nn.Module):
         self.neighborhood = check_choice(neighborhood, NEIGHBORHOODS, "neighborhood")
         self.sampler = check_choice(sampler, SAMPLERS, "sampler")
         check_choice(norm, NORMS, "norm")
-        for pool in pools:
-            check_choice(pool, POOLS, "pool")
-        self.pools = tuple(pools)
+        self.pools = check_pools(pools)
         for r in self.ratios:
             if not 0.0 < r <= 1.0:
                 raise ValueError(f"ratios must lie in (0, 1], got {self.ratios}")
@@ -295,14 +301,9 @@ class ITNetClassifier(nn.Module):
             self.trans_scale.append(t * scale)
             self.block_scale.append(b * scale)
 
-        conv_options: dict[str, Any] = {
-            "kernel": kernel,
-            "heads": heads,
-            "hidden": hidden,
-            "measure": measure,
-            "kernel_inputs": tuple(kernel_inputs),
-            "tile_size": tile_size,
-        }
+        conv_options = itconv_options(
+            kernel, heads, hidden, measure, kernel_inputs, tile_size
+        )
 
         def options() -> dict[str, Any]:
             opts = dict(conv_options)
@@ -310,11 +311,7 @@ class ITNetClassifier(nn.Module):
                 opts["mc"] = MonteCarlo(ratio=mc_ratio)
             return opts
 
-        self.embed = nn.Sequential(
-            nn.Linear(3 + in_channels, embed_channels, bias=norm == "none"),
-            make_norm(norm, embed_channels),
-            make_act(act),
-        )
+        self.embed = make_embed(3 + in_channels, embed_channels, norm, act)
         self.down = nn.ModuleList()
         self.down_mlp = nn.ModuleList()
         self.blocks = nn.ModuleList()
@@ -345,7 +342,7 @@ class ITNetClassifier(nn.Module):
         """Build the model of preset :obj:`name` (see :data:`PRESETS`).
 
         Args:
-            name (str): ``"cpu-1h"``, ``"default"`` or ``"large"``.
+            name (str): ``"cpu-1h"``, ``"default"``, ``"large"`` or ``"smoke"``.
             num_classes (int): Number of classes.
             in_channels (int, optional): Extra per-point features.
                 (default: :obj:`0`)
@@ -419,14 +416,7 @@ class ITNetClassifier(nn.Module):
         batch, batch_size = batch_info(data)
         feats = [pos]
         if self.in_channels > 0:
-            x_in = getattr(data, "x", None)
-            if x_in is None or x_in.dim() != 2 or x_in.size(-1) != self.in_channels:
-                got = None if x_in is None else tuple(x_in.shape)
-                raise ValueError(
-                    f"ITNetClassifier(in_channels={self.in_channels}) needs x of "
-                    f"shape (N, {self.in_channels}), got {got}"
-                )
-            feats.append(x_in.to(pos.dtype))
+            feats.append(extra_features(self, data, pos.dtype))
         x = self.embed(torch.cat(feats, dim=-1) if len(feats) > 1 else pos)
 
         for s in range(len(self.channels)):
@@ -449,12 +439,7 @@ class ITNetClassifier(nn.Module):
         return self.head(pooled)
 
     def __repr__(self) -> str:
-        return (
-            f"{self.__class__.__name__}(num_classes={self.num_classes}, "
-            f"in_channels={self.in_channels}, channels={self.channels}, "
-            f"k={self.k}, kernel={self.config['kernel']}, "
-            f"measure={self.config['measure']})"
-        )
+        return classifier_repr(self, k=self.k)
 
 
 __all__ = ["ITNetClassifier", "PRESETS", "NEIGHBORHOODS"]

@@ -10,16 +10,18 @@ from torch import Tensor, nn
 
 from itnet_geo.nn.models._blocks import (
     NORMS,
-    POOLS,
     ResidualBlock,
-    arg_names,
-    as_config_value,
     batch_info,
     check_choice,
+    check_pools,
+    check_sizes,
+    classifier_repr,
+    constructor_config,
+    extra_features,
     global_pool,
-    make_act,
+    itconv_options,
+    make_embed,
     make_head,
-    make_norm,
     reset_children,
 )
 
@@ -124,36 +126,20 @@ class MeshITNet(nn.Module):
         super().__init__()
         #: Constructor options; ``build_model(self.name, **self.config)``
         #: rebuilds the model.
-        self.config: dict[str, Any] = as_config_value(
-            {key: args[key] for key in arg_names(type(self).__init__)}
-        )
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be positive, got {num_classes}")
-        if in_channels < 0:
-            raise ValueError(f"in_channels must be >= 0, got {in_channels}")
+        self.config: dict[str, Any] = constructor_config(self, args)
+        check_sizes(num_classes, in_channels)
         check_choice(norm, NORMS, "norm")
-        for pool in pools:
-            check_choice(pool, POOLS, "pool")
+        self.pools = check_pools(pools)
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.channels = channels
         self.use_pos = use_pos
-        self.pools = tuple(pools)
         num_features = in_channels + (3 if use_pos else 0)
         self.constant_input = num_features == 0
-        conv_options: dict[str, Any] = {
-            "kernel": kernel,
-            "heads": heads,
-            "hidden": hidden,
-            "measure": measure,
-            "kernel_inputs": tuple(kernel_inputs),
-            "tile_size": tile_size,
-        }
-        self.embed = nn.Sequential(
-            nn.Linear(max(num_features, 1), channels, bias=norm == "none"),
-            make_norm(norm, channels),
-            make_act(act),
+        conv_options = itconv_options(
+            kernel, heads, hidden, measure, kernel_inputs, tile_size
         )
+        self.embed = make_embed(max(num_features, 1), channels, norm, act)
         self.blocks = nn.ModuleList(
             ResidualBlock(channels, dict(conv_options), norm, act, expansion)
             for _ in range(depth)
@@ -205,14 +191,7 @@ class MeshITNet(nn.Module):
 
         feats = []
         if self.in_channels > 0:
-            x_in = getattr(data, "x", None)
-            if x_in is None or x_in.dim() != 2 or x_in.size(-1) != self.in_channels:
-                got = None if x_in is None else tuple(x_in.shape)
-                raise ValueError(
-                    f"MeshITNet(in_channels={self.in_channels}) needs x of shape "
-                    f"(N, {self.in_channels}), got {got}"
-                )
-            feats.append(x_in.to(pos.dtype))
+            feats.append(extra_features(self, data, pos.dtype))
         if self.use_pos:
             feats.append(pos)
         if self.constant_input:
@@ -224,12 +203,7 @@ class MeshITNet(nn.Module):
         return self.head(pooled)
 
     def __repr__(self) -> str:
-        return (
-            f"{self.__class__.__name__}(num_classes={self.num_classes}, "
-            f"in_channels={self.in_channels}, channels={self.channels}, "
-            f"depth={len(self.blocks)}, kernel={self.config['kernel']}, "
-            f"measure={self.config['measure']})"
-        )
+        return classifier_repr(self, depth=len(self.blocks))
 
 
 __all__ = ["MeshITNet"]
