@@ -14,22 +14,9 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-import torch
-from torch_geometric.loader import DataLoader
-from torch_geometric.transforms import Compose
-
-from itnet_geo.datasets import MeshFolder, SyntheticShapes
+from itnet_geo.datasets import SyntheticShapes
 from itnet_geo.nn.models import MeshITNet
-from itnet_geo.train import (
-    DataSpec,
-    TrainConfig,
-    carve_split,
-    evaluate,
-    fit,
-    load_checkpoint,
-    model_from_checkpoint,
-)
-from itnet_geo.transforms import MeshToGraph, NormalizeUnitSphere
+from itnet_geo.train import DataSpec, TrainConfig, train_run
 
 
 def main(argv=None):
@@ -54,7 +41,7 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
 
-    if args.smoke:
+    if args.smoke:  # 3 classes of small generated meshes in <class>/<split>/
         args.root = args.root or tempfile.mkdtemp(prefix="shrec_smoke_")
         for split, n in (("train", 4), ("test", 2)):
             SyntheticShapes(
@@ -70,27 +57,13 @@ def main(argv=None):
     if args.root is None:
         parser.error("--root is required (or --smoke)")
 
-    pre = Compose([NormalizeUnitSphere(), MeshToGraph(hks=args.hks, remove_faces=True)])
-
-    def split(name):
-        return MeshFolder(
-            args.root, split=name, pre_transform=pre, cache_dir=args.cache_dir
-        )
-
-    train_full = split("train")
-    try:
-        test = split("test")
-    except FileNotFoundError:
-        test = None
-    train, val = carve_split(train_full, fraction=0.1, seed=0)
-    spec = DataSpec(kind="shrec16", root=args.root, input="mesh", hks=args.hks)
-
-    torch.manual_seed(args.seed)
-    model = MeshITNet(
-        train_full.num_classes,
-        in_channels=args.hks,
-        channels=args.channels,
-        depth=args.depth,
+    # Meshes as graphs: normalised, vertex areas as weights, HKS features as x.
+    spec = DataSpec(
+        kind="shrec16",
+        root=args.root,
+        input="mesh",
+        hks=args.hks,
+        cache_dir=args.cache_dir,
     )
     config = TrainConfig(
         epochs=args.epochs,
@@ -99,26 +72,21 @@ def main(argv=None):
         label_smoothing=0.1,
         seed=args.seed,
     )
-    result = fit(
-        model,
-        train,
-        val,
+    # MeshITNet with --channels and --depth; in_channels is the HKS count.
+    summary = train_run(
+        spec,
         config,
         args.out,
-        classes=train_full.classes,
-        data=spec.to_dict(),
+        model=MeshITNet.name,
+        model_options={"channels": args.channels, "depth": args.depth},
     )
-
-    final = test if test is not None else val
-    best = model_from_checkpoint(load_checkpoint(result.best_path))
-    res = evaluate(best, DataLoader(final, batch_size=32), train_full.num_classes)
-    name = "test" if test is not None else "validation"
+    name = "test" if summary["split"] == "test" else "validation"
     print(
-        f"{name} accuracy {100 * res.accuracy:.2f}% (mean class "
-        f"{100 * res.class_accuracy:.2f}%, n={res.n}); best epoch "
-        f"{result.best['epoch']}"
+        f"{name} accuracy {100 * summary['accuracy']:.2f}% (mean class "
+        f"{100 * summary['class_accuracy']:.2f}%, n={summary['n']}); best epoch "
+        f"{summary['best_epoch']}"
     )
-    return res
+    return summary
 
 
 if __name__ == "__main__":

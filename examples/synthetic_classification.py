@@ -13,34 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-from torch_geometric.loader import DataLoader
-
-from itnet_geo.datasets import SyntheticShapes
-from itnet_geo.nn.models import ITNetClassifier
-from itnet_geo.train import (
-    DataSpec,
-    TrainConfig,
-    carve_split,
-    default_data_root,
-    evaluate,
-    fit,
-    load_checkpoint,
-    model_from_checkpoint,
-    plot_confusion,
-)
-from itnet_geo.transforms import NormalizeUnitSphere
-
-SMOKE_MODEL = dict(
-    embed_channels=8,
-    channels=[16, 32],
-    ratios=[0.5, 0.25],
-    k=8,
-    depth=0,
-    hidden=8,
-    heads=4,
-    head_channels=[32],
-)
+from itnet_geo.train import DataSpec, TrainConfig, default_data_root, train_run
 
 
 def main(argv=None):
@@ -69,49 +42,23 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
 
-    per_class = {"train": None, "test": None}
-    model_options = {}
+    train_per_class = test_per_class = None  # the dataset's defaults
     if args.smoke:
-        args.num_classes, args.num_points, args.epochs = 4, 128, 1
-        args.batch_size = 8
-        per_class = {"train": 6, "test": 2}
-        model_options = SMOKE_MODEL
+        args.num_classes, args.num_points, args.epochs, args.batch_size = 4, 128, 1, 8
+        args.preset, train_per_class, test_per_class = "smoke", 6, 2
 
-    # Data: generated once into --root, sampled to points and normalised once.
-    def split(name):
-        return SyntheticShapes(
-            args.root,
-            split=name,
-            num_per_class=per_class[name],
-            num_classes=args.num_classes,
-            num_points=args.num_points,
-            pre_transform=NormalizeUnitSphere(),
-            cache_dir=args.cache_dir,
-        )
-
-    train_full, test = split("train"), split("test")
-    train, val = carve_split(train_full, fraction=0.1, seed=0)
+    # Data: generated once into --root, sampled to points and normalised once;
+    # 10% of each class of train is held out for validation.
     spec = DataSpec(
         kind="synthetic",
         root=args.root,
         num_points=args.num_points,
         synthetic_classes=args.num_classes,
-        synthetic_train=per_class["train"],
-        synthetic_test=per_class["test"],
+        synthetic_train=train_per_class,
+        synthetic_test=test_per_class,
+        cache_dir=args.cache_dir,
     )
-
-    # Model.
-    torch.manual_seed(args.seed)
-    if model_options:
-        model = ITNetClassifier(
-            train_full.num_classes, num_points=args.num_points, **model_options
-        )
-    else:
-        model = ITNetClassifier.from_preset(
-            args.preset, train_full.num_classes, num_points=args.num_points
-        )
-
-    # Train (augmentation: rotation about z, anisotropic scaling, jitter).
+    # Training: rotation about z, anisotropic scaling and jitter; a short warm-up.
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -120,26 +67,15 @@ def main(argv=None):
         augment=("rotate-z", "scale:0.8:1.25", "jitter"),
         warmup_epochs=0.5,
     )
-    result = fit(
-        model,
-        train,
-        val,
-        config,
-        args.out,
-        classes=train_full.classes,
-        data=spec.to_dict(),
-    )
-
-    # Test the best checkpoint.
-    best = model_from_checkpoint(load_checkpoint(result.best_path))
-    res = evaluate(best, DataLoader(test, batch_size=32), train_full.num_classes)
-    plot_confusion(res.confusion, train_full.classes, f"{args.out}/confusion.png")
+    # Train ITNetClassifier, then test the best checkpoint (confusion.png,
+    # results.json and the training curves land in --out).
+    summary = train_run(spec, config, args.out, model_preset=args.preset)
     print(
-        f"test accuracy {100 * res.accuracy:.1f}% (mean class "
-        f"{100 * res.class_accuracy:.1f}%, n={res.n}); best epoch "
-        f"{result.best['epoch']}, checkpoint {result.best_path}"
+        f"test accuracy {100 * summary['accuracy']:.1f}% (mean class "
+        f"{100 * summary['class_accuracy']:.1f}%, n={summary['n']}); best epoch "
+        f"{summary['best_epoch']}, checkpoint {summary['checkpoint']}"
     )
-    return res
+    return summary
 
 
 if __name__ == "__main__":

@@ -178,7 +178,7 @@ def _add_train_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
     m.add_argument(
         "--model-preset",
         default=None,
-        help="ITNetClassifier preset: cpu-1h, default, large",
+        help="ITNetClassifier preset: cpu-1h, default, large, smoke",
     )
     m.add_argument(
         "--model-option",
@@ -460,7 +460,6 @@ def _cmd_demo(args: argparse.Namespace, clock_start: float) -> int:
     _set_threads(args.threads)
     if args.preset is None:
         args.preset = "demo"
-    model_options: dict[str, Any] = {}
     if args.smoke:
         args.synthetic_classes = min(args.synthetic_classes, 4)
         args.synthetic_train = args.synthetic_train or 6
@@ -471,19 +470,8 @@ def _cmd_demo(args: argparse.Namespace, clock_start: float) -> int:
         args.time_budget = None
         args.preset = None
         args.val_fraction = min(args.val_fraction, 0.2)
-        model_options = {
-            "embed_channels": 8,
-            "channels": [16, 32],
-            "ratios": [0.5, 0.25],
-            "k": 8,
-            "depth": 0,
-            "hidden": 8,
-            "heads": 4,
-            "head_channels": [32],
-        }
+        args.model_preset = args.model_preset or "smoke"
     spec, config, model = _train_settings(args, "synthetic")
-    if model_options:
-        model["model_options"] = {**model_options, **model["model_options"]}
     summary = train_run(
         spec,
         config,

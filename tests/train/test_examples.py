@@ -34,8 +34,10 @@ def test_example_smoke(name, n_eval, tmp_path):
         "--cache-dir",
         str(tmp_path / "cache"),
     ]
-    result = module.main(argv)
-    assert result.n == n_eval
-    assert 0.0 <= result.accuracy <= 1.0
+    summary = module.main(argv)  # train_run's summary, also in results.json
+    assert summary["split"] == "test"
+    assert summary["n"] == n_eval
+    assert 0.0 <= summary["accuracy"] <= 1.0
     assert (tmp_path / "run" / "best.pt").is_file()
+    assert (tmp_path / "run" / "results.json").is_file()
     assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") == 1
