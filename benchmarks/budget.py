@@ -7,7 +7,7 @@ seed) and the same wall-clock budget:
 * ``itnet``: ``itnet-geo train --preset cpu-1h`` (ITNetClassifier, warm-up +
   cosine over the budget, AdamW);
 * ``itnet_2proc`` (on request): the same, as two one-thread DDP processes
-  (``--nproc 2``), which train about twice as fast as one two-thread process
+  (``--nproc 2``), which train 1.6x as fast as one two-thread process
   on two cores (``benchmarks/parallel.py``);
 * ``pointnet2_ssg``: ``itnet-geo train --model pointnet2_ssg``, the architecture
   of PyG's ``examples/pointnet2_classification.py`` trained as that example

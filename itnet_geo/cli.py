@@ -201,8 +201,8 @@ def _add_train_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
             default=1,
             help="train with this many local processes (DDP over gloo on CPU), the "
             "batch split between them and the cores shared (--threads is per "
-            "process, default cores / nproc); on small CPUs two 1-thread processes "
-            "train about twice as fast as one 2-thread process",
+            "process, default cores / nproc); on 2 cores two 1-thread processes "
+            "trained 1.6x as fast as one 2-thread process (benchmarks/parallel.py)",
         )
 
 
