@@ -336,6 +336,17 @@ def markdown(report):
     return "\n".join(lines)
 
 
+def _load_remark(load_before, threads):
+    """How to read the timings given the load before the run started."""
+    if load_before < 0.5:
+        return ": the machine was idle before the run."
+    return (
+        f": other processes shared the cores (load {load_before:.1f} with "
+        f"{threads} thread(s) of ours), so absolute numbers are low; the ratios "
+        "(same rounds) are the comparison."
+    )
+
+
 def _throughput_markdown(report):
     m, s = report["machine"], report["setup"]
     lines = [
@@ -348,9 +359,10 @@ def _throughput_markdown(report):
         f"{m['cpu_count']} cores ({m['processor']}).",
         "",
         "Load average (1/5/15 min) before {:.1f}/{:.1f}/{:.1f}, after "
-        "{:.1f}/{:.1f}/{:.1f}: other processes shared the cores, so absolute "
-        "numbers are low; the ratios (same rounds) are the comparison.".format(
-            *m["load_average_before"], *m["load_average_after"]
+        "{:.1f}/{:.1f}/{:.1f}{}".format(
+            *m["load_average_before"],
+            *m["load_average_after"],
+            _load_remark(m["load_average_before"][0], m["torch_threads"]),
         ),
         "",
         *([report["note"], ""] if report.get("note") else []),
