@@ -42,7 +42,9 @@ def _split(batch: Batch, parts: int, rank: int) -> Batch:
     return Batch.from_data_list(items[rank * share : (rank + 1) * share])
 
 
-def _steps(model, opt, batches, steps, warmup) -> list[float]:
+def _steps(model, opt, batches, steps, warmup, label=None) -> list[float]:
+    """Time ``steps`` training steps after ``warmup`` untimed ones; with a
+    ``label``, print each step's time (slow rows then show progress)."""
     times = []
     for i in range(warmup + steps):
         data = batches[i % len(batches)]
@@ -50,8 +52,13 @@ def _steps(model, opt, batches, steps, warmup) -> list[float]:
         opt.zero_grad()
         F.cross_entropy(model(data), data.y).backward()
         opt.step()
+        took = time.perf_counter() - start
         if i >= warmup:
-            times.append(time.perf_counter() - start)
+            times.append(took)
+        if label is not None:
+            kind = "warm-up" if i < warmup else "step"
+            line = f"  {label}: {kind} {i + 1}/{warmup + steps}: {took:.2f} s"
+            print(line, flush=True)
     return times
 
 
@@ -67,7 +74,8 @@ def _worker(rank, world, name, args, init_file, out_dir):
     torch.manual_seed(args.seed)
     model = DistributedDataParallel(build(name, num_classes))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    times = _steps(model, opt, batches, args.steps, args.warmup)
+    label = f"{name} DDP rank 0/{world}" if rank == 0 else None
+    times = _steps(model, opt, batches, args.steps, args.warmup, label)
     gathered = [None] * world
     dist.all_gather_object(gathered, times)
     if rank == 0:
@@ -84,7 +92,10 @@ def threaded(name, threads, args) -> float:
     torch.manual_seed(args.seed)
     model = build(name, num_classes)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    return statistics.median(_steps(model, opt, batches, args.steps, args.warmup))
+    label = f"{name} {threads} thread(s)"
+    return statistics.median(
+        _steps(model, opt, batches, args.steps, args.warmup, label)
+    )
 
 
 def distributed(name, processes, args) -> float:
