@@ -7,20 +7,7 @@ import torch
 from itnet_geo import cli
 from itnet_geo.train import load_checkpoint
 
-TINY_MODEL = [
-    "--model-option",
-    "channels=[16, 32]",
-    "--model-option",
-    "ratios=[0.5, 0.5]",
-    "--model-option",
-    "k=8",
-    "--model-option",
-    "embed_channels=8",
-    "--model-option",
-    "depth=0",
-    "--model-option",
-    "head_channels=[16]",
-]
+TINY_MODEL = ["--model-preset", "smoke"]
 
 
 @pytest.fixture(scope="module")

@@ -100,18 +100,8 @@ def _tiny_run(tmp_path, epochs, batch_size):
         "--batch-size",
         str(batch_size),
         "--no-progress",
-        "--model-option",
-        "channels=[16, 32]",
-        "--model-option",
-        "ratios=[0.5, 0.5]",
-        "--model-option",
-        "k=8",
-        "--model-option",
-        "embed_channels=8",
-        "--model-option",
-        "depth=0",
-        "--model-option",
-        "head_channels=[16]",
+        "--model-preset",
+        "smoke",
     ]
 
 
