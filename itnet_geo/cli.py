@@ -503,6 +503,7 @@ def _cmd_eval(args: argparse.Namespace, clock_start: float) -> int:
         dataset=args.dataset,
         seed=args.seed,
         progress=args.progress,
+        predictions=args.predictions,
     )
     print(
         json.dumps(
@@ -740,6 +741,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0, help="seed of the voting")
     ev.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ev.add_argument("--progress", action="store_true", help="show a progress bar")
+    ev.add_argument(
+        "--predictions",
+        default=None,
+        metavar="CSV",
+        help="also write one row per shape there: its file, true and predicted "
+        "class, confidence, correct (0/1)",
+    )
     ev.set_defaults(func=_cmd_eval)
 
     bench = sub.add_parser(

@@ -1,3 +1,4 @@
+import csv
 import json
 import shutil
 
@@ -170,6 +171,13 @@ def test_demo_smoke_writes_everything(demo_run):
     assert len(lines) == 1 and json.loads(lines[0])["epoch"] == 1
     results = json.loads((run / "results.json").read_text())
     assert results["split"] == "test" and results["n"] == 8
+    rows = _read_csv(run / "predictions.csv")
+    assert len(rows) == 8 and all("/test/" in row["name"] for row in rows)
+    assert [row["name"].split("/")[0] for row in rows] == [
+        row["label"] for row in rows
+    ]  # the true class is the file's class folder
+    correct = sum(int(row["correct"]) for row in rows)
+    assert correct / 8 == pytest.approx(results["accuracy"])
     best = torch.load(run / "best.pt", weights_only=True)
     assert best["model"]["name"] == "itnet_classifier"
     assert best["classes"] == ["cone", "cube", "cylinder", "sphere"]
@@ -177,7 +185,12 @@ def test_demo_smoke_writes_everything(demo_run):
     assert best["version"]
 
 
-def test_eval_prints_one_json_line(demo_run, capsys):
+def _read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_eval_prints_one_json_line(demo_run, tmp_path, capsys):
     run = demo_run / "run"
     code, out, err = _main(
         capsys,
@@ -190,8 +203,12 @@ def test_eval_prints_one_json_line(demo_run, capsys):
         str(demo_run / "cache"),
         "--split",
         "test",
+        "--predictions",
+        str(tmp_path / "pred.csv"),
     )
     assert code == 0, err
+    # the same checkpoint on the same split: the run's own table
+    assert _read_csv(tmp_path / "pred.csv") == _read_csv(run / "predictions.csv")
     lines = out.strip().splitlines()
     assert len(lines) == 1
     result = json.loads(lines[0])
@@ -238,9 +255,16 @@ def test_eval_matches_classes_by_name(demo_run, tmp_path, capsys):
         str(root),
         "--cache-dir",
         str(tmp_path / "c"),
+        "--predictions",
+        str(tmp_path / "pred.csv"),
     )
     assert code == 0, err
     assert json.loads(out)["n"] == 4
+    rows = _read_csv(tmp_path / "pred.csv")
+    assert sorted({row["label"] for row in rows}) == ["cube", "sphere"]
+    assert {row["prediction"] for row in rows} <= set(
+        load_checkpoint(demo_run / "run" / "best.pt")["classes"]
+    )
 
 
 def test_eval_unknown_class_is_a_clear_error(demo_run, tmp_path, capsys):

@@ -188,6 +188,9 @@ class ShapeDataset(InMemoryDataset):
 
     Attributes:
         classes (list[str]): Class names; label ``i`` is ``classes[i]``.
+        names (list[str]): Per shape, its file relative to the root (with
+            ``#i`` for the ``i``-th shape of a file holding several), so that a
+            prediction can be traced back to its file.
         skipped (list[tuple[str, str]]): ``(path, reason)`` of left-out files.
     """
 
@@ -218,6 +221,7 @@ class ShapeDataset(InMemoryDataset):
             else _cache.default_cache_dir()
         )
         self.classes: list[str] = []
+        self.names: list[str] = []
         self.skipped: list[tuple[str, str]] = []
         self.cache_path: Optional[Path] = None
         super().__init__(
@@ -233,7 +237,12 @@ class ShapeDataset(InMemoryDataset):
         raise NotImplementedError
 
     def _process_source(self, source: ShapeSource) -> list[Data]:
-        r"""Read one file into shapes; raise :class:`ValueError` if it is bad."""
+        r"""Read one file into shapes; raise :class:`ValueError` if it is bad.
+
+        The shapes of a file holding several may carry ``source_index`` (their
+        position in the file, when some are left out): it names them
+        ``file#index`` in :attr:`names` and is removed.
+        """
         raise NotImplementedError
 
     def _options(self) -> dict[str, Any]:
@@ -275,11 +284,16 @@ class ShapeDataset(InMemoryDataset):
             cached = _cache.load(self.cache_path, options, fingerprint)
         if cached is not None and cached[1]["skipped"] and self.on_error == "raise":
             cached = None  # re-read, so the first bad file raises its own error
+        if cached is not None and (
+            len(cached[1].get("names") or ()) != cached[1].get("num_shapes")
+        ):
+            cached = None  # an entry written before shapes were named
         if cached is not None:
             tensors, manifest = cached
             self._data = Data.from_dict(tensors["data"])
             self.slices = tensors["slices"]
             self.classes = list(manifest["classes"])
+            self.names = list(manifest["names"])
             self.skipped = [tuple(item) for item in manifest["skipped"]]
         else:
             with _one_thread():
@@ -294,6 +308,7 @@ class ShapeDataset(InMemoryDataset):
                     "fingerprint": fingerprint,
                     "classes": self.classes,
                     "skipped": self.skipped,
+                    "names": self.names,
                     "num_shapes": len(data_list),
                 },
             )
@@ -303,6 +318,7 @@ class ShapeDataset(InMemoryDataset):
 
     def _process_all(self, sources: list[ShapeSource]) -> list[Data]:
         data_list: list[Data] = []
+        names: list[str] = []
         skipped: list[tuple[str, str]] = []
         progress = tqdm(
             sources,
@@ -313,10 +329,12 @@ class ShapeDataset(InMemoryDataset):
         for source in progress:
             try:
                 shapes = self._process_source(source)
+                names_here = self._shape_names(source, shapes)
+                named = list(zip(names_here, shapes, strict=True))
                 if self.pre_filter is not None:
-                    shapes = [d for d in shapes if self.pre_filter(d)]
+                    named = [(n, d) for n, d in named if self.pre_filter(d)]
                 if self.pre_transform is not None:
-                    shapes = [self.pre_transform(d) for d in shapes]
+                    named = [(n, self.pre_transform(d)) for n, d in named]
             except (ValueError, OSError) as err:
                 if self.on_error == "raise":
                     if isinstance(err, ReadError):
@@ -324,9 +342,11 @@ class ShapeDataset(InMemoryDataset):
                     raise ReadError(source.path, _reason(err)) from err
                 skipped.append((str(source.path), _reason(err)))
                 continue
-            data_list.extend(shapes)
+            names.extend(n for n, _ in named)
+            data_list.extend(d for _, d in named)
         progress.close()
         self.skipped = skipped
+        self.names = names
         self._drop_partial_keys(data_list)
         if not data_list:
             detail = "; ".join(f"{p}: {r}" for p, r in skipped[:5])
@@ -337,6 +357,18 @@ class ShapeDataset(InMemoryDataset):
                 + ")"
             )
         return data_list
+
+    def _shape_names(self, source: ShapeSource, shapes: list[Data]) -> list[str]:
+        """The :attr:`names` of the shapes read from :obj:`source`."""
+        name = Path(os.path.relpath(source.path, self.root)).as_posix()
+        out = []
+        for k, shape in enumerate(shapes):
+            index = k
+            if "source_index" in shape:
+                index = int(shape.source_index)
+                del shape.source_index
+            out.append(f"{name}#{index}" if len(shapes) > 1 or index != k else name)
+        return out
 
     @staticmethod
     def _drop_partial_keys(data_list: list[Data]) -> None:

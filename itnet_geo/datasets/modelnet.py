@@ -313,7 +313,9 @@ class ModelNet(ShapeDataset):
                 continue
             normal = None if rec.normal is None else rec.normal[i]
             pos, normal = self._points(rec.pos[i], None, normal, f"{key}#{i}")
-            out.append(self._shape(pos, normal, index[cls]))
+            shape = self._shape(pos, normal, index[cls])
+            shape.source_index = i
+            out.append(shape)
         return out
 
     def _points(

@@ -26,6 +26,7 @@ from itnet_geo.train.data import (
     carve_split,
     default_data_root,
     labels_of,
+    shape_names,
     vote_augment,
 )
 from itnet_geo.train.distributed import (
@@ -34,7 +35,7 @@ from itnet_geo.train.distributed import (
     dist_info,
     init_distributed,
 )
-from itnet_geo.train.evaluate import EvalResult, evaluate
+from itnet_geo.train.evaluate import EvalResult, evaluate, write_predictions
 from itnet_geo.train.loop import (
     FitResult,
     NonFiniteLossError,
@@ -62,6 +63,7 @@ __all__ = [
     "make_optimizer",
     "evaluate",
     "EvalResult",
+    "write_predictions",
     "confusion_matrix",
     "overall_accuracy",
     "class_accuracy",
@@ -86,6 +88,7 @@ __all__ = [
     "build_split",
     "carve_split",
     "labels_of",
+    "shape_names",
     "build_augment",
     "vote_augment",
     "default_data_root",

@@ -215,6 +215,20 @@ def labels_of(dataset: Dataset) -> torch.Tensor:
     return torch.cat([dataset.get(int(i)).y.view(-1) for i in dataset.indices()])
 
 
+def shape_names(dataset: Dataset) -> list[str]:
+    r"""Per shape of :obj:`dataset` (or of a subset of one), in order, its name.
+
+    The file it was read from (:attr:`ShapeDataset.names
+    <itnet_geo.datasets.ShapeDataset>`), or its index in the full dataset for
+    datasets that do not name their shapes.
+    """
+    names = getattr(dataset, "names", None) or None
+    indices = list(dataset.indices())
+    if names is None:
+        return [str(i) for i in indices]
+    return [names[i] for i in indices]
+
+
 def carve_split(
     dataset: Dataset, fraction: float, seed: int = 0
 ) -> tuple[Dataset, Dataset]:
@@ -318,6 +332,7 @@ __all__ = [
     "build_split",
     "carve_split",
     "labels_of",
+    "shape_names",
     "build_augment",
     "vote_augment",
     "default_data_root",

@@ -2,8 +2,11 @@ r"""Evaluation: loss, overall and mean class accuracy, confusion matrix, voting.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import csv
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -26,6 +29,11 @@ class EvalResult:
         class_accuracy (float): Mean over classes of the per-class accuracy.
         n (int): Number of shapes.
         confusion (torch.Tensor): ``(K, K)`` counts, true class down.
+        targets (torch.Tensor): ``(M,)`` true class of each shape this process
+            scored, in loader order (:math:`M = n` without torch.distributed).
+        predictions (torch.Tensor): ``(M,)`` predicted class of each.
+        confidence (torch.Tensor): ``(M,)`` softmax probability of the
+            prediction.
     """
 
     loss: float
@@ -33,6 +41,9 @@ class EvalResult:
     class_accuracy: float
     n: int
     confusion: Tensor
+    targets: Tensor
+    predictions: Tensor
+    confidence: Tensor
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +103,8 @@ def evaluate(
     net.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     loss_sum = torch.zeros(1, dtype=torch.float64)
+    targets: list[Tensor] = []
+    probs: list[Tensor] = []
     try:
         for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
             batch = batch.to(device)
@@ -108,18 +121,74 @@ def evaluate(
             logits = logits / votes
             loss_sum += F.cross_entropy(logits, y, reduction="sum").double().cpu()
             confusion += confusion_matrix(logits.argmax(dim=-1), y, num_classes)
+            targets.append(y.cpu())
+            probs.append(logits.softmax(dim=-1).cpu())
     finally:
         net.train(was_training)
     all_reduce_sum(confusion)
     all_reduce_sum(loss_sum)
     n = int(confusion.sum())
+    prob = torch.cat(probs) if probs else torch.zeros(0, num_classes)
+    confidence, predictions = prob.max(dim=-1)
     return EvalResult(
         loss=float(loss_sum) / n if n else float("nan"),
         accuracy=overall_accuracy(confusion),
         class_accuracy=class_accuracy(confusion),
         n=n,
         confusion=confusion,
+        targets=torch.cat(targets) if targets else torch.zeros(0, dtype=torch.long),
+        predictions=predictions,
+        confidence=confidence,
     )
 
 
-__all__ = ["EvalResult", "evaluate"]
+def write_predictions(
+    path: str | os.PathLike,
+    names: Sequence[str],
+    classes: Sequence[str],
+    targets: Tensor,
+    predictions: Tensor,
+    confidence: Tensor,
+) -> int:
+    r"""Write one CSV row per shape: its name, true and predicted class, confidence.
+
+    Columns ``name,label,prediction,confidence,correct``; the file is written to
+    a temporary name and renamed, so a crash leaves no half-written table.
+
+    Args:
+        path (str or os.PathLike): The CSV file.
+        names (sequence of str): Per shape, its name (e.g. its file; see
+            :func:`~itnet_geo.train.shape_names`).
+        classes (sequence of str): Class names, indexed by the labels.
+        targets (torch.Tensor): ``(M,)`` true classes.
+        predictions (torch.Tensor): ``(M,)`` predicted classes.
+        confidence (torch.Tensor): ``(M,)`` probabilities of the predictions.
+
+    Returns:
+        int: The number of misclassified shapes.
+    """
+    if not len(names) == len(targets) == len(predictions) == len(confidence):
+        raise ValueError(
+            f"{len(names)} names for {len(targets)} targets, {len(predictions)} "
+            f"predictions and {len(confidence)} confidences"
+        )
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    misses = 0
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["name", "label", "prediction", "confidence", "correct"])
+        for name, t, p, c in zip(
+            names,
+            targets.tolist(),
+            predictions.tolist(),
+            confidence.tolist(),
+            strict=True,
+        ):
+            misses += t != p
+            writer.writerow([name, classes[t], classes[p], f"{c:.4f}", int(t == p)])
+    os.replace(tmp, path)
+    return misses
+
+
+__all__ = ["EvalResult", "evaluate", "write_predictions"]

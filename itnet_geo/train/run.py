@@ -33,10 +33,16 @@ from itnet_geo.train.data import (
     build_augment,
     build_split,
     carve_split,
+    shape_names,
     vote_augment,
 )
-from itnet_geo.train.distributed import barrier, dist_info, init_distributed
-from itnet_geo.train.evaluate import EvalResult, evaluate
+from itnet_geo.train.distributed import (
+    barrier,
+    dist_info,
+    gather_objects,
+    init_distributed,
+)
+from itnet_geo.train.evaluate import EvalResult, evaluate, write_predictions
 from itnet_geo.train.loop import TrainConfig, _shard, fit
 from itnet_geo.train.plots import plot_confusion
 
@@ -46,6 +52,7 @@ log = logging.getLogger("itnet_geo.train")
 DEFAULT_MODEL = {"points": "itnet_classifier", "mesh": "mesh_itnet"}
 RESULTS_FILE = "results.json"
 CONFUSION_FILE = "confusion.png"
+PREDICTIONS_FILE = "predictions.csv"
 
 
 def make_model(
@@ -159,9 +166,10 @@ def train_run(
 
     Writes to :obj:`out_dir`: ``metrics.jsonl``, ``train.log``, ``curves.png``,
     ``best.pt``, ``last.pt`` (see :func:`~itnet_geo.train.fit`), and after
-    training ``confusion.png`` and ``results.json`` with the final evaluation of
-    ``best.pt`` (test split with :attr:`TrainConfig.votes` votes, or the
-    validation split when there is no test split).
+    training ``confusion.png``, ``predictions.csv`` (one row per shape, see
+    :func:`~itnet_geo.train.write_predictions`) and ``results.json`` with the
+    final evaluation of ``best.pt`` (test split with :attr:`TrainConfig.votes`
+    votes, or the validation split when there is no test split).
 
     With :obj:`resume` (``True`` for ``<out_dir>/last.pt``, or a path) the data,
     model and training options are those stored in the checkpoint; :obj:`root`
@@ -264,7 +272,16 @@ def train_run(
             votes=votes,
             **{k: v for k, v in res.to_dict().items()},
         )
+        targets, predictions, confidence = _in_dataset_order(res)
         if info.is_main:
+            write_predictions(
+                out / PREDICTIONS_FILE,
+                shape_names(final_set),
+                classes,
+                targets,
+                predictions,
+                confidence,
+            )
             plot_confusion(
                 res.confusion,
                 classes,
@@ -278,6 +295,24 @@ def train_run(
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
         os.replace(tmp, out / RESULTS_FILE)
     return summary
+
+
+def _in_dataset_order(res: EvalResult) -> tuple[torch.Tensor, ...]:
+    """Targets, predictions and confidences of all processes, in dataset order.
+
+    Under torch.distributed rank ``r`` of ``W`` scored shapes ``r, r + W, ...``
+    (the strided shards of the final evaluation).
+    """
+    parts = gather_objects((res.targets, res.predictions, res.confidence))
+    world = len(parts)
+    out = []
+    for field in range(3):
+        pieces = [part[field] for part in parts]
+        full = torch.empty(sum(len(p) for p in pieces), dtype=pieces[0].dtype)
+        for rank, piece in enumerate(pieces):
+            full[rank::world] = piece
+        out.append(full)
+    return tuple(out)
 
 
 def _prior(ckpt: Optional[dict[str, Any]]) -> float:
@@ -296,6 +331,7 @@ def evaluate_checkpoint(
     dataset: Optional[str] = None,
     seed: int = 0,
     progress: bool = False,
+    predictions: Optional[str | os.PathLike] = None,
 ) -> EvalResult:
     r"""Score a checkpoint on the :obj:`split` of :obj:`root`.
 
@@ -319,6 +355,9 @@ def evaluate_checkpoint(
         seed (int, optional): Seed of the voting augmentation.
             (default: :obj:`0`)
         progress (bool, optional): Progress bar. (default: :obj:`False`)
+        predictions (str or os.PathLike, optional): Also write one CSV row per
+            shape there (file, true and predicted class, confidence; see
+            :func:`~itnet_geo.train.write_predictions`). (default: :obj:`None`)
 
     Raises:
         CheckpointError: Unreadable checkpoint, or classes of :obj:`root` that
@@ -364,7 +403,7 @@ def evaluate_checkpoint(
     train_cfg = ckpt.get("train") or {}
     seed_everything(seed)
     votes, vote_transform = _voting(train_cfg.get("augment", ()), votes)
-    return evaluate(
+    result = evaluate(
         model,
         DataLoader(data, batch_size=batch_size, shuffle=False),
         len(classes),
@@ -375,6 +414,16 @@ def evaluate_checkpoint(
         desc=f"eval {split}",
         prepare=spec.prepare,
     )
+    if predictions is not None:
+        write_predictions(
+            predictions,
+            shape_names(data),
+            classes,
+            result.targets,
+            result.predictions,
+            result.confidence,
+        )
+    return result
 
 
 __all__ = [

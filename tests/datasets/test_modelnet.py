@@ -1,3 +1,4 @@
+import json
 import time
 import warnings
 from pathlib import Path
@@ -43,6 +44,40 @@ def test_off_layout_samples_surfaces(off_root, cache_dir):
     torch.testing.assert_close(cube.normal.norm(dim=1), torch.ones(64))
     axis = cube.normal.abs().argmax(dim=1)
     assert torch.allclose(cube.pos.gather(1, axis[:, None]).abs(), torch.tensor(0.5))
+
+
+def test_shapes_are_named_by_their_file(off_root, cache_dir):
+    ds = ModelNet(off_root, num_points=16, cache_dir=cache_dir)
+    expected = [
+        "cube/train/cube_0001.off",
+        "cube/train/cube_0002.off",
+        "tetra/train/tetra_0001.off",
+    ]
+    assert ds.names == expected
+    assert ModelNet(off_root, num_points=16, cache_dir=cache_dir).names == expected
+    # a pre_filter drops the name with the shape
+    small = ModelNet(
+        off_root,
+        num_points=16,
+        pre_filter=_smaller_than_one,
+        cache_dir=cache_dir,
+    )
+    assert small.names == [expected[0], expected[2]]
+
+
+def _smaller_than_one(data):
+    return bool(data.pos.abs().max() < 1.0)
+
+
+def test_cache_entry_without_names_is_rebuilt(off_root, cache_dir):
+    ds = ModelNet(off_root, num_points=16, cache_dir=cache_dir)
+    manifest_path = ds.cache_path / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["names"]  # as written before shapes were named
+    manifest_path.write_text(json.dumps(manifest))
+    again = ModelNet(off_root, num_points=16, cache_dir=cache_dir)
+    assert again.names == ds.names
+    assert "names" in json.loads(manifest_path.read_text())
 
 
 def test_off_layout_is_seeded(off_root, cache_dir):
@@ -198,6 +233,15 @@ def test_h5_layout(tmp_path, cache_dir):
     torch.testing.assert_close(ds[0].normal, expected, atol=1e-5, rtol=0)
     test = ModelNet(root, split="test", num_points=128, cache_dir=cache_dir)
     assert [int(d.y) for d in test] == [1, 2] and "normal" not in test[0]
+    # shapes of an h5 file are named by their record in it
+    assert ds.names == [
+        "ply_data_train0.h5#0",
+        "ply_data_train0.h5#1",
+        "ply_data_train0.h5#2",
+        "ply_data_train1.h5#0",
+        "ply_data_train1.h5#1",
+    ]
+    assert "source_index" not in ds[0]
 
 
 def test_h5_label_out_of_range(tmp_path, cache_dir):
@@ -218,6 +262,21 @@ def test_name_10_restricts_a_larger_root(tmp_path, cache_dir):
     ds = ModelNet(root, name="10", cache_dir=cache_dir)
     assert ds.classes == sorted(MODELNET10_CLASSES) and len(ds) == 10
     assert [int(d.y) for d in ds] == list(range(10))
+
+
+def test_h5_names_keep_record_indices_when_classes_are_left_out(tmp_path, cache_dir):
+    root = tmp_path / "h5"
+    root.mkdir()
+    names = [*MODELNET10_CLASSES, "airplane"]
+    (root / "shape_names.txt").write_text("\n".join(names) + "\n")
+    # records 0 and 2 are ModelNet10 classes, record 1 (airplane) is not
+    labels = [0, len(names) - 1, 1]
+    write_h5(
+        root / "ply_data_train0.h5", np.stack([cloud(i, 20) for i in range(3)]), labels
+    )
+    (root / "train_files.txt").write_text("ply_data_train0.h5\n")
+    ds = ModelNet(root, name="10", num_points=16, cache_dir=cache_dir)
+    assert ds.names == ["ply_data_train0.h5#0", "ply_data_train0.h5#2"]
 
 
 # -- layout detection, roots with one split -------------------------------------------

@@ -9,6 +9,7 @@ from itnet_geo.train import (
     build_split,
     carve_split,
     labels_of,
+    shape_names,
     vote_augment,
 )
 
@@ -23,6 +24,17 @@ def test_carve_split_is_per_class_seeded_and_disjoint():
     assert list(again.indices()) == list(val.indices())
     other = carve_split(ds, 0.2, seed=1)[1]
     assert list(other.indices()) != list(val.indices())
+
+
+def test_shape_names_follow_subsets():
+    ds = Blobs(per_class=4, num_classes=2)
+    train, val = carve_split(ds, 0.5, seed=0)
+    assert shape_names(val) == [str(i) for i in val.indices()]  # unnamed shapes
+    ds.names = [f"shape_{i}" for i in range(len(ds))]
+    train, val = carve_split(ds, 0.5, seed=0)
+    assert shape_names(val) == [f"shape_{i}" for i in val.indices()]
+    part = val.index_select([2, 0])
+    assert shape_names(part) == [shape_names(val)[2], shape_names(val)[0]]
 
 
 def test_carve_split_keeps_tiny_classes_in_train():

@@ -1,5 +1,6 @@
 """DDP on CPU: two processes, gloo, the real training loop."""
 
+import csv
 import json
 import os
 import shutil
@@ -136,6 +137,13 @@ def test_cli_nproc_trains_ddp_within_a_time_budget(tmp_path):
     assert ckpt["budget"]["total_steps"] == ckpt["step"]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert 0 < results["elapsed_s"] < 600
+    # each rank scored every other test shape; the table has them all, in order
+    with open(tmp_path / "run" / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    names = [row["name"] for row in rows]
+    assert len(names) == results["n"] == 6 and names == sorted(set(names))
+    correct = sum(int(row["correct"]) for row in rows)
+    assert correct / 6 == pytest.approx(results["accuracy"])
 
 
 def test_cli_nproc_rejects_a_batch_that_does_not_split(tmp_path, capsys):

@@ -1,10 +1,18 @@
+import csv
+
 import pytest
 import torch
 from _train_fakes import Blobs
 from torch import nn
 from torch_geometric.loader import DataLoader
 
-from itnet_geo.train import evaluate, plot_confusion, plot_curves
+from itnet_geo.train import (
+    confusion_matrix,
+    evaluate,
+    plot_confusion,
+    plot_curves,
+    write_predictions,
+)
 
 
 class Oracle(nn.Module):
@@ -43,6 +51,35 @@ def test_evaluate_counts_and_votes():
     assert voted.loss == pytest.approx(res.loss)
     with pytest.raises(ValueError, match="vote_transform"):
         evaluate(Oracle(), loader, 3, votes=2)
+
+
+def test_per_shape_predictions_and_their_table(tmp_path):
+    ds = Blobs(per_class=4, num_points=64)
+    perm = torch.tensor([1, 2, 0])
+    res = evaluate(Oracle(), DataLoader(ds, batch_size=5), 3, label_map=perm)
+    labels = torch.cat([d.y for d in ds])
+    assert torch.equal(res.targets, perm[labels])  # loader order, mapped labels
+    assert torch.equal(res.predictions, labels)  # the oracle predicts the blob
+    assert bool(((res.confidence > 1 / 3) & (res.confidence <= 1)).all())
+    recount = confusion_matrix(res.predictions, res.targets, 3)
+    assert torch.equal(recount, res.confusion)
+    names = [f"blob_{i}" for i in range(len(ds))]
+    path = tmp_path / "pred.csv"
+    misses = write_predictions(
+        path, names, ["a", "b", "c"], res.targets, res.predictions, res.confidence
+    )
+    assert misses == 12
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["name"] for row in rows] == names
+    assert rows[0]["label"] == "abc"[int(perm[labels[0]])]
+    assert rows[0]["prediction"] == "abc"[int(labels[0])]
+    assert {row["correct"] for row in rows} == {"0"}
+    assert not (tmp_path / "pred.csv.tmp").exists()
+    with pytest.raises(ValueError, match="3 names for 12 targets"):
+        write_predictions(
+            path, names[:3], "abc", res.targets, res.predictions, res.confidence
+        )
 
 
 def test_label_map_and_prepare():
