@@ -336,6 +336,53 @@ def test_train_then_resume_a_finished_run(demo_run, tmp_path, capsys):
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
 
 
+def test_resume_from_a_moved_checkpoint_brings_its_best(demo_run, tmp_path, capsys):
+    """A run carried to another machine: last.pt + best.pt resumed into a new folder."""
+    first = tmp_path / "first"
+    common = ["--cache-dir", str(demo_run / "cache"), "--no-progress"]
+    code, _, err = _main(capsys, *_tiny_train(demo_run, first, 2), *TINY_MODEL, *common)
+    assert code == 0, err
+    carried = tmp_path / "carried"
+    carried.mkdir()
+    for name in ("last.pt", "best.pt"):
+        shutil.copy(first / name, carried / name)
+    out = tmp_path / "second"
+    resume = ["--resume", str(carried / "last.pt")]
+    code, _, err = _main(capsys, "train", "--out", str(out), *resume, *common)
+    assert code == 0, err
+    assert (out / "best.pt").read_bytes() == (first / "best.pt").read_bytes()
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    first_result = json.loads((first / "results.json").read_text())
+    second_result = json.loads((out / "results.json").read_text())
+    assert second_result["accuracy"] == first_result["accuracy"]
+
+    (carried / "best.pt").unlink()
+    code, _, err = _main(
+        capsys,
+        "train",
+        "--out",
+        str(tmp_path / "third"),
+        "--resume",
+        str(carried / "last.pt"),
+        *common,
+    )
+    assert code == cli.EXIT_FAILURE
+    assert "best.pt" in err and str(carried / "last.pt") in err
+    assert not (tmp_path / "third" / "last.pt").exists()
+
+    shutil.copy(first / "last.pt", carried / "best.pt")  # not the best epoch's file
+    code, _, err = _main(
+        capsys,
+        "train",
+        "--out",
+        str(tmp_path / "fourth"),
+        "--resume",
+        str(carried / "last.pt"),
+        *common,
+    )
+    assert code == cli.EXIT_FAILURE and "not the best.pt of the same run" in err
+
+
 def test_train_and_eval_a_peer_model(demo_run, tmp_path, capsys):
     out = tmp_path / "pn2"
     common = ["--cache-dir", str(demo_run / "cache"), "--no-progress"]

@@ -200,6 +200,7 @@ def train_run(
             overrides["root"] = str(root)
         spec = DataSpec.from_dict(ckpt["data"], **overrides)
         config = TrainConfig.from_dict(ckpt["train"])
+        _bring_best(path, ckpt, out, info.is_main)
     train, val, test, classes = load_datasets(spec, progress and info.is_main)
     if ckpt is not None:
         if list(ckpt["classes"]) != classes:
@@ -313,6 +314,43 @@ def _in_dataset_order(res: EvalResult) -> tuple[torch.Tensor, ...]:
             full[rank::world] = piece
         out.append(full)
     return tuple(out)
+
+
+def _bring_best(path: Path, ckpt: dict[str, Any], out: Path, is_main: bool) -> None:
+    """Copy ``best.pt`` next to a relocated ``last.pt`` into the run folder.
+
+    Resuming from a ``last.pt`` outside :obj:`out` (a run moved to another
+    machine) needs the run's ``best.pt`` too: it holds the best epoch so far, and
+    the final evaluation loads it. It is taken from beside :obj:`path`; without
+    it the resume stops now rather than after hours of training.
+    """
+    target = out / "best.pt"
+    source = path.parent / "best.pt"
+    best_epoch = int(ckpt.get("best", {}).get("epoch", 0))
+    if target.is_file() or best_epoch == 0:
+        return
+    try:
+        same = source.resolve() == target.resolve()
+    except OSError:
+        same = False
+    if same or not source.is_file():
+        raise FileNotFoundError(
+            f"{path} records a best epoch ({best_epoch}) but neither {target} nor "
+            f"{source} exists: put the run's best.pt beside its last.pt"
+        )
+    found = load_checkpoint(source)
+    if found.get("kind") != "best" or int(found.get("epoch", -1)) != best_epoch:
+        raise CheckpointError(
+            f"{source} is a {found.get('kind')!r} checkpoint of epoch "
+            f"{found.get('epoch')}, but {path} records its best epoch as "
+            f"{best_epoch}: not the best.pt of the same run"
+        )
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_bytes(source.read_bytes())
+        os.replace(tmp, target)
+        log.info("resuming from %s: copied %s to %s", path, source, target)
 
 
 def _prior(ckpt: Optional[dict[str, Any]]) -> float:
