@@ -370,8 +370,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
             f"n={summary['n']}{f', {votes} votes' if votes > 1 else ''}) after "
             f"{summary['epochs']} epoch(s) in {summary['elapsed_s']:.0f} s"
         )
+    scored = "confusion.png, predictions.csv, " if "accuracy" in summary else ""
     print(
-        f"run folder {out}: metrics.jsonl, curves.png, confusion.png, "
+        f"run folder {out}: metrics.jsonl, curves.png, {scored}"
         f"best.pt (epoch {summary['best_epoch']}), last.pt, results.json"
     )
 

@@ -383,6 +383,45 @@ def test_resume_from_a_moved_checkpoint_brings_its_best(demo_run, tmp_path, caps
     assert code == cli.EXIT_FAILURE and "not the best.pt of the same run" in err
 
 
+def test_train_on_all_of_train_without_validation(demo_run, tmp_path, capsys):
+    """--val-fraction 0, no test split: the last epoch is kept, results.json is JSON."""
+    root = tmp_path / "train_only"
+    for cls in ("sphere", "cube"):
+        shutil.copytree(demo_run / "data" / cls / "train", root / cls / "train")
+    out = tmp_path / "run"
+    code, stdout, err = _main(
+        capsys,
+        "train",
+        "--dataset",
+        "folder",
+        "--root",
+        str(root),
+        "--out",
+        str(out),
+        "--val-fraction",
+        "0",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--num-points",
+        "128",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--no-progress",
+        *TINY_MODEL,
+    )
+    assert code == 0, err
+    assert "confusion.png" not in stdout and "best.pt (epoch 2)" in stdout
+
+    def no_nan(name):
+        raise AssertionError(f"results.json holds {name}")
+
+    results = json.loads((out / "results.json").read_text(), parse_constant=no_nan)
+    assert results["best_val_accuracy"] is None and results["best_epoch"] == 2
+    assert "accuracy" not in results and not (out / "predictions.csv").exists()
+
+
 def test_train_and_eval_a_peer_model(demo_run, tmp_path, capsys):
     out = tmp_path / "pn2"
     common = ["--cache-dir", str(demo_run / "cache"), "--no-progress"]

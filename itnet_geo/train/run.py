@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -250,7 +251,10 @@ def train_run(
         "epochs": result.epochs,
         "steps": result.steps,
         "best_epoch": result.best["epoch"],
-        "best_val_accuracy": result.best["accuracy"],
+        # null, not NaN, when there was no validation: results.json stays JSON
+        "best_val_accuracy": (
+            result.best["accuracy"] if math.isfinite(result.best["accuracy"]) else None
+        ),
         "out": str(out),
         "checkpoint": str(result.best_path),
     }
