@@ -176,7 +176,7 @@ def write_predictions(
     tmp = path.with_name(path.name + ".tmp")
     misses = 0
     with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+        writer = csv.writer(f, lineterminator="\n")  # greppable: ",0$"
         writer.writerow(["name", "label", "prediction", "confidence", "correct"])
         for name, t, p, c in zip(
             names,

@@ -76,6 +76,8 @@ def test_per_shape_predictions_and_their_table(tmp_path):
     assert rows[0]["prediction"] == "abc"[int(labels[0])]
     assert {row["correct"] for row in rows} == {"0"}
     assert not (tmp_path / "pred.csv.tmp").exists()
+    lines = path.read_bytes().split(b"\n")
+    assert b"\r" not in path.read_bytes() and lines[1].endswith(b",0")  # grep ',0$'
     with pytest.raises(ValueError, match="3 names for 12 targets"):
         write_predictions(
             path, names[:3], "abc", res.targets, res.predictions, res.confidence
