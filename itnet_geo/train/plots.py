@@ -60,8 +60,11 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike) -> P
     axes[1].set_title("accuracy")
     series(axes[2], "lr", "learning rate")
     axes[2].set_title("learning rate")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in axes:
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 2.5
         ax.grid(alpha=0.3)
         if ax.get_lines():
             ax.legend(fontsize=8)
