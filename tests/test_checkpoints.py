@@ -10,7 +10,8 @@ import torch
 
 from itnet_geo.nn.models import build_model
 
-CHECKPOINTS = sorted((Path(__file__).resolve().parents[1] / "checkpoints").glob("*.pt"))
+CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
+CHECKPOINTS = sorted(CHECKPOINT_DIR.glob("*.pt"))
 
 
 @pytest.mark.parametrize("path", CHECKPOINTS, ids=[p.name for p in CHECKPOINTS])
@@ -28,14 +29,32 @@ def test_checkpoint_loads_with_weights_only_and_rebuilds(path):
 @pytest.mark.parametrize(
     "name, folder, n",
     [
-        ("shrec16_mesh_itnet.pt", "shrec_16", 120),
+        ("shrec16_mesh_itnet_holdout.pt", "shrec_16", 120),
         ("modelnet40_itnet_cpu1h.pt", "ModelNet40", 985),
     ],
 )
 def test_checkpoint_reproduces_its_validation_accuracy(
     shared_data, tmp_path, name, folder, n
 ):
-    path = Path(__file__).resolve().parents[1] / "checkpoints" / name
+    path = CHECKPOINT_DIR / name
+    result = _eval(path, shared_data / folder, "val", tmp_path)
+    assert result["n"] == n
+    recorded = torch.load(path, weights_only=True)["best"]["accuracy"]
+    assert result["accuracy"] == pytest.approx(recorded)
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_shrec_checkpoint_trained_on_all_of_train(shared_data, tmp_path):
+    """The shipped SHREC model saw all 480 train meshes: no validation, fits them."""
+    path = CHECKPOINT_DIR / "shrec16_mesh_itnet.pt"
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["data"]["val_fraction"] == 0 and ckpt["epoch"] == 150
+    result = _eval(path, shared_data / "shrec_16", "train", tmp_path)
+    assert result["n"] == 480 and result["accuracy"] >= 0.99
+
+
+def _eval(checkpoint, root, split, cache):
     out = subprocess.run(
         [
             sys.executable,
@@ -43,19 +62,16 @@ def test_checkpoint_reproduces_its_validation_accuracy(
             "itnet_geo.cli",
             "eval",
             "--checkpoint",
-            str(path),
+            str(checkpoint),
             "--root",
-            str(shared_data / folder),
+            str(root),
             "--split",
-            "val",
+            split,
             "--cache-dir",
-            str(tmp_path),
+            str(cache),
         ],
         capture_output=True,
         text=True,
         check=True,
     )
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["n"] == n
-    recorded = torch.load(path, weights_only=True)["best"]["accuracy"]
-    assert result["accuracy"] == pytest.approx(recorded)
+    return json.loads(out.stdout.strip().splitlines()[-1])
