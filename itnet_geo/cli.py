@@ -370,11 +370,21 @@ def _print_summary(summary: dict[str, Any]) -> None:
             f"n={summary['n']}{f', {votes} votes' if votes > 1 else ''}) after "
             f"{summary['epochs']} epoch(s) in {summary['elapsed_s']:.0f} s"
         )
-    scored = "confusion.png, predictions.csv, " if "accuracy" in summary else ""
-    print(
-        f"run folder {out}: metrics.jsonl, curves.png, {scored}"
-        f"best.pt (epoch {summary['best_epoch']}), last.pt, results.json"
+    names = (
+        "metrics.jsonl",
+        "curves.png",
+        "confusion.png",
+        "predictions.csv",
+        "best.pt",
+        "last.pt",
+        "results.json",
     )
+    written = [
+        f"{name} (epoch {summary['best_epoch']})" if name == "best.pt" else name
+        for name in names
+        if os.path.isfile(os.path.join(out, name))
+    ]
+    print(f"run folder {out}: {', '.join(written)}")
 
 
 def _without_option(argv: Sequence[str], name: str) -> list[str]:

@@ -643,10 +643,17 @@ class _Trainer:
         if list(ckpt["classes"]) != self.classes:
             raise ValueError("the checkpoint's classes differ from the dataset's")
         if int(ckpt.get("steps_per_epoch", -1)) != self.steps_per_epoch:
+            written_by = int(ckpt.get("world_size", 1))
+            hint = (
+                f" (it was written by {written_by} processes, this run has "
+                f"{self.dist.world_size}: resume with --nproc {written_by})"
+                if written_by != self.dist.world_size
+                else ""
+            )
             raise ValueError(
                 f"the checkpoint has {ckpt.get('steps_per_epoch')} steps per epoch, "
                 f"this run {self.steps_per_epoch}: same data, batch size and number "
-                "of processes are needed to resume"
+                f"of processes are needed to resume{hint}"
             )
         self.net.load_state_dict(ckpt["state_dict"])
         self.optimizer.load_state_dict(ckpt["optimizer"])

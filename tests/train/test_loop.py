@@ -98,6 +98,10 @@ def test_resume_refuses_another_model_or_a_best_checkpoint(tmp_path, data):
         _run(tmp_path, data, config, resume=tmp_path / "last.pt", hidden=8)
     with pytest.raises(ValueError, match="last.pt"):
         _run(tmp_path, data, config, resume=tmp_path / "best.pt")
+    two_processes = load_checkpoint(tmp_path / "last.pt")  # as if written by 2
+    two_processes.update(world_size=2, steps_per_epoch=2)
+    with pytest.raises(ValueError, match="resume with --nproc 2"):
+        _run(tmp_path, data, config, resume=two_processes)
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data):
