@@ -169,6 +169,11 @@ def test_demo_smoke_writes_everything(demo_run):
         assert (run / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["epoch"] == 1
+    log_lines = (run / "train.log").read_text().splitlines()
+    assert "itnet_geo" in log_lines[0] and "process(es)" in log_lines[0]
+    assert "data: synthetic" in log_lines[1]
+    assert "model: itnet_classifier" in log_lines[2]
+    assert sum("epoch 1/1" in line for line in log_lines) == 1  # one handler
     results = json.loads((run / "results.json").read_text())
     assert results["split"] == "test" and results["n"] == 8
     rows = _read_csv(run / "predictions.csv")

@@ -231,11 +231,17 @@ def _shard(dataset: Dataset, rank: int, world_size: int) -> Dataset:
 
 
 class _FileLog:
-    """Adds ``train.log`` in the run folder to the ``itnet_geo.train`` logger."""
+    """Adds ``train.log`` in the run folder to the ``itnet_geo.train`` logger.
+
+    Nothing is added (or removed on :meth:`close`) when a handler of that file
+    is already attached: :func:`~itnet_geo.train.train_run` opens the log before
+    it reads the data, then :func:`fit` finds it open.
+    """
 
     def __init__(self, path: Optional[Path]):
         self.handler: Optional[logging.Handler] = None
-        if path is not None:
+        attached = {getattr(h, "baseFilename", None) for h in log.handlers}
+        if path is not None and os.path.abspath(path) not in attached:
             self.handler = logging.FileHandler(path, mode="a", encoding="utf-8")
             self.handler.setFormatter(
                 logging.Formatter("%(asctime)s %(levelname)s %(message)s")

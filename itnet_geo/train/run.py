@@ -23,6 +23,7 @@ from torch import nn
 from torch_geometric.data import Dataset
 from torch_geometric.loader import DataLoader
 
+import itnet_geo
 from itnet_geo.train.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -44,7 +45,7 @@ from itnet_geo.train.distributed import (
     init_distributed,
 )
 from itnet_geo.train.evaluate import EvalResult, evaluate, write_predictions
-from itnet_geo.train.loop import TrainConfig, _shard, fit
+from itnet_geo.train.loop import LOG_FILE, TrainConfig, _FileLog, _shard, fit
 from itnet_geo.train.plots import plot_confusion
 
 log = logging.getLogger("itnet_geo.train")
@@ -202,7 +203,50 @@ def train_run(
         spec = DataSpec.from_dict(ckpt["data"], **overrides)
         config = TrainConfig.from_dict(ckpt["train"])
         _bring_best(path, ckpt, out, info.is_main)
-    train, val, test, classes = load_datasets(spec, progress and info.is_main)
+    datasets = load_datasets(spec, progress and info.is_main)
+    file_log = _FileLog(None)
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        file_log = _FileLog(out / LOG_FILE)  # train.log from the data line on
+        log.info(
+            "itnet_geo %s, torch %s: %d process(es) of %d thread(s)",
+            itnet_geo.__version__,
+            torch.__version__,
+            info.world_size,
+            torch.get_num_threads(),
+        )
+    try:
+        return _train_and_score(
+            spec,
+            config,
+            ckpt,
+            out,
+            datasets,
+            model,
+            model_preset,
+            model_options,
+            progress,
+            clock_start,
+        )
+    finally:
+        file_log.close()
+
+
+def _train_and_score(
+    spec: DataSpec,
+    config: TrainConfig,
+    ckpt: Optional[dict[str, Any]],
+    out: Path,
+    datasets: tuple[Dataset, Optional[Dataset], Optional[Dataset], list[str]],
+    model: Optional[str],
+    model_preset: Optional[str],
+    model_options: Optional[dict[str, Any]],
+    progress: bool,
+    clock_start: float,
+) -> dict[str, Any]:
+    """:func:`train_run` once its data, options and checkpoint are settled."""
+    info = dist_info()
+    train, val, test, classes = datasets
     if ckpt is not None:
         if list(ckpt["classes"]) != classes:
             raise CheckpointError(
