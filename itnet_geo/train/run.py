@@ -377,11 +377,7 @@ def _bring_best(path: Path, ckpt: dict[str, Any], out: Path, is_main: bool) -> N
     best_epoch = int(ckpt.get("best", {}).get("epoch", 0))
     if target.is_file() or best_epoch == 0:
         return
-    try:
-        same = source.resolve() == target.resolve()
-    except OSError:
-        same = False
-    if same or not source.is_file():
+    if not source.is_file():
         raise FileNotFoundError(
             f"{path} records a best epoch ({best_epoch}) but neither {target} nor "
             f"{source} exists: put the run's best.pt beside its last.pt"
