@@ -351,9 +351,13 @@ def test_resume_from_a_moved_checkpoint_brings_its_best(demo_run, tmp_path, caps
     carried.mkdir()
     for name in ("last.pt", "best.pt"):
         shutil.copy(first / name, carried / name)
+
+    def resume_into(name):
+        resume = ["--resume", str(carried / "last.pt")]
+        return _main(capsys, "train", "--out", str(tmp_path / name), *resume, *common)
+
     out = tmp_path / "second"
-    resume = ["--resume", str(carried / "last.pt")]
-    code, _, err = _main(capsys, "train", "--out", str(out), *resume, *common)
+    code, _, err = resume_into("second")
     assert code == 0, err
     assert (out / "best.pt").read_bytes() == (first / "best.pt").read_bytes()
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
@@ -362,29 +366,13 @@ def test_resume_from_a_moved_checkpoint_brings_its_best(demo_run, tmp_path, caps
     assert second_result["accuracy"] == first_result["accuracy"]
 
     (carried / "best.pt").unlink()
-    code, _, err = _main(
-        capsys,
-        "train",
-        "--out",
-        str(tmp_path / "third"),
-        "--resume",
-        str(carried / "last.pt"),
-        *common,
-    )
+    code, _, err = resume_into("third")
     assert code == cli.EXIT_FAILURE
     assert "best.pt" in err and str(carried / "last.pt") in err
     assert not (tmp_path / "third" / "last.pt").exists()
 
     shutil.copy(first / "last.pt", carried / "best.pt")  # not the best epoch's file
-    code, _, err = _main(
-        capsys,
-        "train",
-        "--out",
-        str(tmp_path / "fourth"),
-        "--resume",
-        str(carried / "last.pt"),
-        *common,
-    )
+    code, _, err = resume_into("fourth")
     assert code == cli.EXIT_FAILURE and "not the best.pt of the same run" in err
 
 
