@@ -360,6 +360,9 @@ def _train_settings(args: argparse.Namespace, kind: str) -> tuple[Any, Any, dict
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
+    from itnet_geo.train.loop import BEST_FILE, CURVES_FILE, LAST_FILE, METRICS_FILE
+    from itnet_geo.train.run import CONFUSION_FILE, PREDICTIONS_FILE, RESULTS_FILE
+
     out = summary["out"]
     if "accuracy" in summary:
         split = summary["split"]
@@ -371,16 +374,16 @@ def _print_summary(summary: dict[str, Any]) -> None:
             f"{summary['epochs']} epoch(s) in {summary['elapsed_s']:.0f} s"
         )
     names = (
-        "metrics.jsonl",
-        "curves.png",
-        "confusion.png",
-        "predictions.csv",
-        "best.pt",
-        "last.pt",
-        "results.json",
+        METRICS_FILE,
+        CURVES_FILE,
+        CONFUSION_FILE,
+        PREDICTIONS_FILE,
+        BEST_FILE,
+        LAST_FILE,
+        RESULTS_FILE,
     )
     written = [
-        f"{name} (epoch {summary['best_epoch']})" if name == "best.pt" else name
+        f"{name} (epoch {summary['best_epoch']})" if name == BEST_FILE else name
         for name in names
         if os.path.isfile(os.path.join(out, name))
     ]
@@ -810,12 +813,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from itnet_geo.io import ReadError
     from itnet_geo.train import CheckpointError, NonFiniteLossError
     from itnet_geo.train.distributed import cleanup_distributed
+    from itnet_geo.train.loop import LAST_FILE
 
     try:
         return args.func(args, clock_start)
     except KeyboardInterrupt:
         hint = ""
-        if args.command == "train" and (Path(args.out) / "last.pt").is_file():
+        if args.command == "train" and (Path(args.out) / LAST_FILE).is_file():
             hint = f"; continue with: {PROG} train --out {args.out} --resume"
         print(f"{PROG}: interrupted{hint}", file=sys.stderr)
         return EXIT_INTERRUPTED

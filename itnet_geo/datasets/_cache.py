@@ -20,12 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
+
+from itnet_geo._atomic import atomic_open, write_atomic
 
 #: Bump when processing changes in a way that alters cached results.
 DATA_VERSION = 1
@@ -65,27 +66,6 @@ def fingerprint(root: Path, paths: Iterable[str | os.PathLike]) -> str:
     return digest.hexdigest()
 
 
-def write_atomic(path: Path, payload: bytes, durable: bool = True) -> None:
-    r"""Write :obj:`payload` to :obj:`path` via a temporary file and a rename.
-
-    Readers see the old file or the whole new one, never a part. With
-    :obj:`durable` the data is also flushed to disk (``fsync``) before the rename.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _file_sha256(path: Path) -> tuple[int, str]:
     """Size and SHA-256 of a file, read in chunks."""
     digest = hashlib.sha256()
@@ -103,20 +83,12 @@ def save(folder: Path, tensors: dict[str, Any], manifest: dict[str, Any]) -> Non
     manifest_path = folder / "manifest.json"
     if manifest_path.exists():
         manifest_path.unlink()
-    fd, tmp = tempfile.mkstemp(prefix=".data.pt.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(tensors, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        size, sha = _file_sha256(Path(tmp))
-        os.replace(tmp, folder / "data.pt")
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(folder / "data.pt", "wb", durable=True) as handle:
+        torch.save(tensors, handle)
+        handle.flush()
+        size, sha = _file_sha256(Path(handle.name))
     manifest = dict(manifest, format=_MANIFEST_FORMAT, bytes=size, sha256=sha)
-    write_atomic(manifest_path, json.dumps(manifest, indent=1).encode())
+    write_atomic(manifest_path, json.dumps(manifest, indent=1), durable=True)
 
 
 def load(

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 import trimesh
 
-from itnet_geo.datasets._cache import write_atomic
+from itnet_geo._atomic import write_atomic
 from itnet_geo.datasets.modelnet import ModelNet
 
 
@@ -147,8 +147,8 @@ def generate(
             rng = np.random.default_rng([seed, split_index, label, i])
             mesh = make_shape(cls, rng)
             text = off_text(mesh.vertices, mesh.faces)
-            write_atomic(folder / name, text.encode(), durable=False)
-    write_atomic(marker, json.dumps(params).encode())
+            write_atomic(folder / name, text)
+    write_atomic(marker, json.dumps(params), durable=True)
     return classes
 
 

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 import itnet_geo
+from itnet_geo._atomic import atomic_open
 
 FORMAT = "itnet_geo.checkpoint"
 FORMAT_VERSION = 1
@@ -75,9 +76,9 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     r"""Write :obj:`payload` to :obj:`path` atomically.
 
     The dictionary is checked to hold only types ``torch.load(weights_only=True)``
-    accepts, saved to ``<path>.tmp``, flushed to disk and renamed over
-    :obj:`path` (:func:`os.replace`), so a reader — or a run killed mid-write —
-    sees either the old file or the complete new one. ``format``,
+    accepts, saved to a temporary file beside :obj:`path`, flushed to disk and
+    renamed over it, so a reader — or a run killed mid-write — sees either the
+    old file or the complete new one. ``format``,
     ``format_version`` and ``version`` are filled in.
 
     Returns:
@@ -89,17 +90,8 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     payload.setdefault("format_version", FORMAT_VERSION)
     payload.setdefault("version", itnet_geo.__version__)
     _check_plain(payload, "checkpoint")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_open(path, "wb", durable=True) as f:
+        torch.save(payload, f)
     return path
 
 

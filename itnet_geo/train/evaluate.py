@@ -6,7 +6,6 @@ import csv
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -14,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from itnet_geo._atomic import atomic_open
 from itnet_geo.train.checkpoint import unwrap
 from itnet_geo.train.distributed import all_reduce_sum
 from itnet_geo.train.metrics import class_accuracy, confusion_matrix, overall_accuracy
@@ -172,10 +172,8 @@ def write_predictions(
             f"{len(names)} names for {len(targets)} targets, {len(predictions)} "
             f"predictions and {len(confidence)} confidences"
         )
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     misses = 0
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")  # greppable: ",0$"
         writer.writerow(["name", "label", "prediction", "confidence", "correct"])
         for name, t, p, c in zip(
@@ -187,7 +185,6 @@ def write_predictions(
         ):
             misses += t != p
             writer.writerow([name, classes[t], classes[p], f"{c:.4f}", int(t == p)])
-    os.replace(tmp, path)
     return misses
 
 

@@ -23,6 +23,7 @@ from torch_geometric.data import Dataset
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
+from itnet_geo._atomic import atomic_open
 from itnet_geo.train.budget import budget_reserve, plan_total_steps
 from itnet_geo.train.checkpoint import (
     load_checkpoint,
@@ -47,6 +48,8 @@ from itnet_geo.train.schedule import WarmupCosine
 log = logging.getLogger("itnet_geo.train")
 
 OPTIMIZERS = ("adamw", "sgd")
+BEST_FILE = "best.pt"
+LAST_FILE = "last.pt"
 METRICS_FILE = "metrics.jsonl"
 LOG_FILE = "train.log"
 CURVES_FILE = "curves.png"
@@ -344,8 +347,8 @@ class _Trainer:
         self.elapsed_before = 0.0
         self.plan: Optional[dict[str, Any]] = None
         self.total_steps = 0
-        self.best_path = out_dir / "best.pt"
-        self.last_path = out_dir / "last.pt"
+        self.best_path = out_dir / BEST_FILE
+        self.last_path = out_dir / LAST_FILE
         self.step_times: list[float] = []
         self.overhead_times: list[float] = []
         self.last_plot = time.perf_counter()
@@ -819,12 +822,9 @@ class _Trainer:
             self.last_plot = time.perf_counter()
 
     def _write_metrics(self) -> None:
-        path = self.out_dir / METRICS_FILE
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic_open(self.out_dir / METRICS_FILE, "w", encoding="utf-8") as f:
             for record in self.history:
                 f.write(json.dumps(record) + "\n")
-        os.replace(tmp, path)
 
     def _append_metrics(self, record: dict[str, Any]) -> None:
         with open(self.out_dir / METRICS_FILE, "a", encoding="utf-8") as f:

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from itnet_geo._atomic import atomic_open
+
 
 def _figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -22,10 +24,8 @@ def _figure(width: float, height: float):
 
 def _save(fig, path: str | os.PathLike) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png")
     return path
 
 

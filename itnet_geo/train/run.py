@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -24,6 +25,7 @@ from torch_geometric.data import Dataset
 from torch_geometric.loader import DataLoader
 
 import itnet_geo
+from itnet_geo._atomic import atomic_open, write_atomic
 from itnet_geo.train.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -45,7 +47,15 @@ from itnet_geo.train.distributed import (
     init_distributed,
 )
 from itnet_geo.train.evaluate import EvalResult, evaluate, write_predictions
-from itnet_geo.train.loop import LOG_FILE, TrainConfig, _FileLog, _shard, fit
+from itnet_geo.train.loop import (
+    BEST_FILE,
+    LAST_FILE,
+    LOG_FILE,
+    TrainConfig,
+    _FileLog,
+    _shard,
+    fit,
+)
 from itnet_geo.train.plots import plot_confusion
 
 log = logging.getLogger("itnet_geo.train")
@@ -189,7 +199,7 @@ def train_run(
     if not resume and (spec is None or config is None):
         raise ValueError("a new run needs a DataSpec and a TrainConfig")
     if resume:
-        path = out / "last.pt" if resume is True else Path(resume)
+        path = out / LAST_FILE if resume is True else Path(resume)
         if not path.is_file():
             raise FileNotFoundError(f"nothing to resume: {path} does not exist")
         ckpt = load_checkpoint(path)
@@ -340,9 +350,7 @@ def _train_and_score(
     summary["elapsed_s"] = _prior(ckpt) + time.perf_counter() - clock_start
     summary["time_budget_s"] = config.time_budget
     if info.is_main:
-        tmp = out / (RESULTS_FILE + ".tmp")
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        os.replace(tmp, out / RESULTS_FILE)
+        write_atomic(out / RESULTS_FILE, json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -372,8 +380,8 @@ def _bring_best(path: Path, ckpt: dict[str, Any], out: Path, is_main: bool) -> N
     the final evaluation loads it. It is taken from beside :obj:`path`; without
     it the resume stops now rather than after hours of training.
     """
-    target = out / "best.pt"
-    source = path.parent / "best.pt"
+    target = out / BEST_FILE
+    source = path.parent / BEST_FILE
     best_epoch = int(ckpt.get("best", {}).get("epoch", 0))
     if target.is_file() or best_epoch == 0:
         return
@@ -390,10 +398,8 @@ def _bring_best(path: Path, ckpt: dict[str, Any], out: Path, is_main: bool) -> N
             f"{best_epoch}: not the best.pt of the same run"
         )
     if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_bytes(source.read_bytes())
-        os.replace(tmp, target)
+        with atomic_open(target, "wb", durable=True) as f, open(source, "rb") as src:
+            shutil.copyfileobj(src, f)
         log.info("resuming from %s: copied %s to %s", path, source, target)
 
 

@@ -33,7 +33,7 @@ def test_round_trip_with_weights_only(tmp_path):
     ckpt = load_checkpoint(path)
     assert torch.equal(ckpt["state_dict"]["w"], torch.arange(4.0))
     assert ckpt["model"]["kwargs"]["sizes"] == (1, 2)
-    assert not (tmp_path / "sub" / "best.pt.tmp").exists()
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["best.pt"]
 
 
 @pytest.mark.parametrize(
@@ -43,8 +43,7 @@ def test_refuses_what_weights_only_cannot_load(tmp_path, bad):
     payload = dict(_payload(), extra=bad)
     with pytest.raises(TypeError, match="checkpoint"):
         save_checkpoint(tmp_path / "x.pt", payload)
-    assert not (tmp_path / "x.pt").exists()
-    assert not (tmp_path / "x.pt.tmp").exists()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
@@ -59,7 +58,7 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(path, dict(_payload(), epoch=2))
     assert path.read_bytes() == before
-    assert not (tmp_path / "last.pt.tmp").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
 def test_load_errors_are_clear(tmp_path):

@@ -75,7 +75,7 @@ def test_per_shape_predictions_and_their_table(tmp_path):
     assert rows[0]["label"] == "abc"[int(perm[labels[0]])]
     assert rows[0]["prediction"] == "abc"[int(labels[0])]
     assert {row["correct"] for row in rows} == {"0"}
-    assert not (tmp_path / "pred.csv.tmp").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["pred.csv"]
     lines = path.read_bytes().split(b"\n")
     assert b"\r" not in path.read_bytes() and lines[1].endswith(b",0")  # grep ',0$'
     with pytest.raises(ValueError, match="3 names for 12 targets"):
