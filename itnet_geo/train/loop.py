@@ -192,7 +192,7 @@ class FitResult:
         steps (int): Optimiser steps taken.
         best (dict): ``epoch``, ``accuracy``, ``loss`` of the best validation.
         history (list[dict]): The ``metrics.jsonl`` records.
-        elapsed (float): Budget clock at the end (seconds, all sessions).
+        elapsed (float): Run clock at the end (seconds, all sessions).
         plan (dict or None): The time-budget plan.
     """
 
@@ -204,6 +204,24 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     elapsed: float = 0.0
     plan: Optional[dict[str, Any]] = None
+
+
+def elapsed_before(ckpt: Optional[dict[str, Any]]) -> float:
+    r"""Wall time a run had used when :obj:`ckpt` (its ``last.pt``) was written.
+
+    The run clock of a resumed run starts from here, so ``elapsed`` in
+    ``metrics.jsonl`` and the summary's ``elapsed_s`` count every session of
+    the run. Checkpoints that predate the ``elapsed`` key fall back to the
+    time-budget clock or to the last epoch's record.
+    """
+    if not ckpt:
+        return 0.0
+    if "elapsed" in ckpt:
+        return float(ckpt["elapsed"])
+    if ckpt.get("budget"):
+        return float(ckpt["budget"].get("used", 0.0))
+    history = ckpt.get("history") or []
+    return float(history[-1].get("elapsed", 0.0)) if history else 0.0
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -616,6 +634,7 @@ class _Trainer:
                 else dict(self.plan, used=self.elapsed()),
                 world_size=self.dist.world_size,
                 history=list(self.history),
+                elapsed=self.elapsed(),
             )
         return payload
 
@@ -676,7 +695,7 @@ class _Trainer:
         budget = ckpt.get("budget")
         if budget is not None:
             self.plan = {k: v for k, v in budget.items() if k != "used"}
-            self.elapsed_before = float(budget.get("used", 0.0))
+        self.elapsed_before = elapsed_before(ckpt)
         rngs = ckpt.get("rng") or []
         if len(rngs) == self.dist.world_size:
             set_rng_state(rngs[self.dist.rank], self.generator)

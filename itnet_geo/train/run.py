@@ -54,6 +54,7 @@ from itnet_geo.train.loop import (
     TrainConfig,
     _FileLog,
     _shard,
+    elapsed_before,
     fit,
 )
 from itnet_geo.train.plots import plot_confusion
@@ -347,7 +348,7 @@ def _train_and_score(
                 out / CONFUSION_FILE,
                 title=f"{summary['split']} split",
             )
-    summary["elapsed_s"] = _prior(ckpt) + time.perf_counter() - clock_start
+    summary["elapsed_s"] = elapsed_before(ckpt) + time.perf_counter() - clock_start
     summary["time_budget_s"] = config.time_budget
     if info.is_main:
         write_atomic(out / RESULTS_FILE, json.dumps(summary, indent=2) + "\n")
@@ -401,12 +402,6 @@ def _bring_best(path: Path, ckpt: dict[str, Any], out: Path, is_main: bool) -> N
         with atomic_open(target, "wb", durable=True) as f, open(source, "rb") as src:
             shutil.copyfileobj(src, f)
         log.info("resuming from %s: copied %s to %s", path, source, target)
-
-
-def _prior(ckpt: Optional[dict[str, Any]]) -> float:
-    if ckpt is None or not ckpt.get("budget"):
-        return 0.0
-    return float(ckpt["budget"].get("used", 0.0))
 
 
 def evaluate_checkpoint(

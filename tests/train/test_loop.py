@@ -258,6 +258,33 @@ def test_time_budget_survives_resume(tmp_path, data, clock):
     assert result.history[-1]["lr"] == pytest.approx(1e-4)
 
 
+def test_the_run_clock_counts_every_session_of_a_resumed_run(tmp_path, data, clock):
+    start = clock.now
+    with pytest.raises(KeyboardInterrupt):
+        _budget_run(
+            tmp_path, data, clock, budget=None, epochs=3, callback=_kill_after(1)
+        )
+    saved = load_checkpoint(tmp_path / "last.pt")
+    assert saved["elapsed"] == pytest.approx(clock.now - start, abs=0.5)
+    clock.now += 1000.0  # time while the run was dead does not count
+    restart = clock.now
+    result = _budget_run(
+        tmp_path, data, clock, budget=None, epochs=3, resume=tmp_path / "last.pt"
+    )
+    assert result.elapsed == pytest.approx(saved["elapsed"] + clock.now - restart)
+    times = [h["elapsed"] for h in result.history]
+    assert times == sorted(times) and times[-1] < 1000.0
+
+
+def test_elapsed_of_checkpoints_written_before_the_key():
+    history = [{"epoch": 1, "elapsed": 120.5}, {"epoch": 2, "elapsed": 240.0}]
+    assert loop_module.elapsed_before({"history": history}) == 240.0
+    budget = {"budget": {"used": 99.0}, "history": history}
+    assert loop_module.elapsed_before(budget) == 99.0
+    assert loop_module.elapsed_before(dict(budget, elapsed=300.0)) == 300.0
+    assert loop_module.elapsed_before(None) == 0.0
+
+
 def test_budget_too_small_is_a_clear_error(tmp_path, data, clock):
     with pytest.raises(ValueError, match="too small"):
         _budget_run(tmp_path, data, clock, budget=1.5)
