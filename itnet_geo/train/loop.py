@@ -629,9 +629,7 @@ class _Trainer:
                 schedule=None if self.schedule is None else self.schedule.state_dict(),
                 total_steps=self.total_steps,
                 steps_per_epoch=self.steps_per_epoch,
-                budget=None
-                if self.plan is None
-                else dict(self.plan, used=self.elapsed()),
+                budget=None if self.plan is None else dict(self.plan),
                 world_size=self.dist.world_size,
                 history=list(self.history),
                 elapsed=self.elapsed(),
@@ -694,6 +692,7 @@ class _Trainer:
         self.schedule.load_state_dict(ckpt["schedule"])
         budget = ckpt.get("budget")
         if budget is not None:
+            # Files written before the "elapsed" key also hold "used" here.
             self.plan = {k: v for k, v in budget.items() if k != "used"}
         self.elapsed_before = elapsed_before(ckpt)
         rngs = ckpt.get("rng") or []
