@@ -405,7 +405,9 @@ def _without_option(argv: Sequence[str], name: str) -> list[str]:
 
 
 def _launch_local(args: argparse.Namespace, clock_start: float) -> int:
-    """Run this ``train`` command in :obj:`args.nproc` DDP processes (torchrun)."""
+    """Run this ``train`` command in :obj:`args.nproc` local DDP processes."""
+    from itnet_geo.train.distributed import launch_local
+
     n = args.nproc
     argv = _without_option(args.argv, "--nproc")
     if args.resume is None:
@@ -423,9 +425,10 @@ def _launch_local(args: argparse.Namespace, clock_start: float) -> int:
     # The workers count a time budget from this command's start.
     started = time.time() - (time.perf_counter() - clock_start)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), ITNET_GEO_T0=repr(started))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    cmd += [f"--nproc_per_node={n}", "-m", "itnet_geo.cli", *argv]
-    return subprocess.call(cmd, env=env)
+    code = launch_local(argv, n, env)
+    if code == EXIT_INTERRUPTED:  # the workers were interrupted, not this process
+        raise KeyboardInterrupt
+    return code
 
 
 def _cmd_train(args: argparse.Namespace, clock_start: float) -> int:
@@ -801,6 +804,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_secondary_process() -> bool:
+    """Whether another process reports this run's interruption.
+
+    True for a DDP worker of ``train --nproc`` (its launcher reports) and for a rank
+    other than 0 under ``torchrun``.
+    """
+    return "ITNET_GEO_T0" in os.environ or os.environ.get("RANK", "0") != "0"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     r"""Run ``itnet-geo`` on :obj:`argv` (default ``sys.argv[1:]``); the exit status."""
     clock_start = time.perf_counter()
@@ -818,6 +830,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return args.func(args, clock_start)
     except KeyboardInterrupt:
+        if _is_secondary_process():
+            return EXIT_INTERRUPTED
         hint = ""
         if args.command == "train" and (Path(args.out) / LAST_FILE).is_file():
             hint = f"; continue with: {PROG} train --out {args.out} --resume"

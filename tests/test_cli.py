@@ -590,3 +590,36 @@ def test_nan_loss_exits_with_status_3(demo_run, tmp_path, capsys, monkeypatch):
     errors = [line for line in err.splitlines() if "error" in line]
     assert len(errors) == 1 and errors[0].startswith("itnet-geo: error:")
     assert load_checkpoint(out / "last.pt")["epoch"] == 1
+
+
+@pytest.mark.parametrize(
+    "env, reported",
+    [
+        ({}, True),  # a single process, or the launcher of `train --nproc`
+        ({"RANK": "0"}, True),  # rank 0 under torchrun
+        ({"RANK": "1"}, False),
+        ({"RANK": "0", "ITNET_GEO_T0": "0"}, False),  # a worker of `train --nproc`
+    ],
+)
+def test_an_interrupted_run_is_reported_once(
+    tmp_path, capsys, monkeypatch, env, reported
+):
+    for name in ("RANK", "ITNET_GEO_T0"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "last.pt").write_bytes(b"")
+
+    def interrupted(args, clock_start):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_cmd_train", interrupted)
+    code, _, err = _main(capsys, "train", "--out", str(tmp_path), "--resume")
+    assert code == cli.EXIT_INTERRUPTED
+    if reported:
+        assert err == (
+            f"itnet-geo: interrupted; continue with: itnet-geo train --out {tmp_path} "
+            "--resume\n"
+        )
+    else:
+        assert err == ""

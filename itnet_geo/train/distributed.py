@@ -1,8 +1,14 @@
-r"""torch.distributed (DDP) helpers: start-up from ``torchrun``, ranks, reductions."""
+r"""DDP helpers: joining, ranks, reductions, and a local launcher for ``--nproc``."""
 
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,6 +108,100 @@ def cleanup_distributed() -> None:
         dist.destroy_process_group()
 
 
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _exit_status(code: int) -> int:
+    # Popen reports death by signal N as -N; a shell says 128 + N.
+    return 128 - code if code < 0 else code
+
+
+def _stop(procs: Sequence[subprocess.Popen], sig: int, grace: float) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(sig)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def supervise(procs: Sequence[subprocess.Popen], poll: float = 0.2) -> int:
+    r"""Wait for the worker processes of one run; their exit status.
+
+    All succeed: 0. One fails: the others are stopped (they would wait for it in
+    their next collective until gloo's 30-minute timeout) and its status is returned.
+    Interrupted (Ctrl-C reaches the workers too, being in the same process group):
+    the workers get 5 s to stop on their own, then ``SIGINT``, then ``SIGKILL``,
+    and :class:`KeyboardInterrupt` is raised again for the caller to report.
+    """
+    try:
+        while True:
+            codes = [proc.poll() for proc in procs]
+            failed = [c for c in codes if c not in (None, 0)]
+            if failed:
+                _stop(procs, signal.SIGTERM, grace=30.0)
+                return _exit_status(failed[0])
+            if all(c == 0 for c in codes):
+                return 0
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        try:
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+                time.sleep(poll)
+            _stop(procs, signal.SIGINT, grace=30.0)
+        except KeyboardInterrupt:  # a second Ctrl-C: no more waiting
+            for proc in procs:
+                proc.kill()
+        raise
+
+
+def launch_local(
+    argv: Sequence[str], nproc: int, env: Mapping[str, str] | None = None
+) -> int:
+    r"""Run ``python -m itnet_geo.cli *argv`` as :obj:`nproc` DDP processes here.
+
+    What ``torchrun --standalone --nproc_per_node=nproc`` does for this library,
+    without its agent: the workers get ``MASTER_ADDR``/``MASTER_PORT`` (a free local
+    port), ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK`` and are watched by
+    :func:`supervise`, so a failure or Ctrl-C ends the whole run with one report.
+    Returns the run's exit status.
+    """
+    base = dict(os.environ if env is None else env)
+    base.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(_free_port()),
+        WORLD_SIZE=str(nproc),
+        LOCAL_WORLD_SIZE=str(nproc),
+    )
+    cmd = [sys.executable, "-u", "-m", "itnet_geo.cli", *argv]
+    procs: list[subprocess.Popen] = []
+
+    def forward_sigterm(signum: int, frame: Any) -> None:  # `kill` of this process
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, forward_sigterm)
+    try:
+        for rank in range(nproc):
+            worker_env = dict(base, RANK=str(rank), LOCAL_RANK=str(rank))
+            procs.append(subprocess.Popen(cmd, env=worker_env))
+        return supervise(procs)
+    except BaseException:
+        _stop(procs, signal.SIGTERM, grace=10.0)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 __all__ = [
     "DistInfo",
     "init_distributed",
@@ -112,4 +212,6 @@ __all__ = [
     "broadcast_object",
     "gather_objects",
     "cleanup_distributed",
+    "launch_local",
+    "supervise",
 ]

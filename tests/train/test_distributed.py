@@ -4,8 +4,10 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ import torch.multiprocessing as mp
 from _train_fakes import Blobs, TinyNet
 
 from itnet_geo.train import TrainConfig, fit, load_checkpoint
+from itnet_geo.train.distributed import supervise
 
 
 def _worker(rank, world_size, init_file, tmp):
@@ -153,3 +156,64 @@ def test_cli_nproc_rejects_a_batch_that_does_not_split(tmp_path, capsys):
     assert cli.main(argv) == 1
     assert "does not split evenly over --nproc 3" in capsys.readouterr().err
     assert cli.main(["train", "--nproc", "0", "--out", str(tmp_path)]) == 1
+
+
+def _python(code):
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def test_supervise_waits_for_every_worker():
+    procs = [_python("import time; time.sleep(0.5)"), _python("pass")]
+    assert supervise(procs, poll=0.05) == 0
+    assert [proc.returncode for proc in procs] == [0, 0]
+
+
+def test_supervise_stops_the_others_when_one_fails():
+    # the survivor would otherwise wait in its next collective for 30 minutes
+    sleeper = _python("import time; time.sleep(120)")
+    start = time.monotonic()
+    assert supervise([sleeper, _python("import sys; sys.exit(3)")], poll=0.05) == 3
+    assert time.monotonic() - start < 60
+    assert sleeper.returncode == -signal.SIGTERM
+
+
+def test_supervise_reports_death_by_signal_as_a_shell_does():
+    code = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+    assert supervise([_python(code)], poll=0.05) == 128 + signal.SIGKILL
+
+
+def _restore_sigint():  # a background shell starts its children with SIGINT ignored
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_ctrl_c_on_cli_nproc_stops_every_process_with_one_report(tmp_path):
+    # Ctrl-C in a terminal: SIGINT to the launcher and both workers at once
+    env = dict(os.environ, ITNET_GEO_CACHE=str(tmp_path / "c"))
+    cmd = [sys.executable, "-m", "itnet_geo.cli", "train", "--nproc", "2"]
+    cmd += _tiny_run(tmp_path, epochs=1000, batch_size=8)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+        preexec_fn=_restore_sigint,
+    )
+    last = tmp_path / "run" / "last.pt"
+    deadline = time.monotonic() + 300
+    while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    reports = [line for line in err.splitlines() if "interrupted" in line]
+    assert reports == [
+        f"itnet-geo: interrupted; continue with: itnet-geo train --out "
+        f"{tmp_path / 'run'} --resume"
+    ]
+    assert load_checkpoint(last)["world_size"] == 2
+    with pytest.raises(ProcessLookupError):  # no worker is left behind
+        os.killpg(proc.pid, 0)
