@@ -805,7 +805,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _is_secondary_process() -> bool:
-    """Whether another process reports this run's interruption.
+    """Whether another process reports this run's interruption or non-finite loss.
 
     True for a DDP worker of ``train --nproc`` (its launcher reports) and for a rank
     other than 0 under ``torchrun``.
@@ -837,7 +837,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             hint = f"; continue with: {PROG} train --out {args.out} --resume"
         print(f"{PROG}: interrupted{hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except NonFiniteLossError as err:
+    except NonFiniteLossError as err:  # every rank stops on it: one reports
+        if _is_secondary_process():
+            return EXIT_NAN
         print(f"{PROG}: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_NAN
     except (

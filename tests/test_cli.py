@@ -601,25 +601,35 @@ def test_nan_loss_exits_with_status_3(demo_run, tmp_path, capsys, monkeypatch):
         ({"RANK": "0", "ITNET_GEO_T0": "0"}, False),  # a worker of `train --nproc`
     ],
 )
-def test_an_interrupted_run_is_reported_once(
+def test_a_stop_of_every_rank_is_reported_once(
     tmp_path, capsys, monkeypatch, env, reported
 ):
+    # Ctrl-C and a non-finite loss stop every process of a DDP run: one line, not one
+    # per process
+    from itnet_geo.train import NonFiniteLossError
+
     for name in ("RANK", "ITNET_GEO_T0"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     (tmp_path / "last.pt").write_bytes(b"")
-
-    def interrupted(args, clock_start):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(cli, "_cmd_train", interrupted)
-    code, _, err = _main(capsys, "train", "--out", str(tmp_path), "--resume")
-    assert code == cli.EXIT_INTERRUPTED
-    if reported:
-        assert err == (
+    stops = {
+        cli.EXIT_INTERRUPTED: (
+            KeyboardInterrupt(),
             f"itnet-geo: interrupted; continue with: itnet-geo train --out {tmp_path} "
-            "--resume\n"
-        )
-    else:
-        assert err == ""
+            "--resume\n",
+        ),
+        cli.EXIT_NAN: (
+            NonFiniteLossError("training loss became non-finite", 2, 7, None),
+            "itnet-geo: error: training loss became non-finite\n",
+        ),
+    }
+    for status, (error, report) in stops.items():
+
+        def stopped(args, clock_start, error=error):
+            raise error
+
+        monkeypatch.setattr(cli, "_cmd_train", stopped)
+        code, _, err = _main(capsys, "train", "--out", str(tmp_path), "--resume")
+        assert code == status
+        assert err == (report if reported else "")
