@@ -1,4 +1,4 @@
-r"""The ``itnet-geo`` command: ``demo``, ``train``, ``eval``, ``bench``, ``info``.
+r"""The ``itnet-geo`` command: demo, train, eval, average, bench and info.
 
 .. code-block:: text
 
@@ -6,6 +6,7 @@ r"""The ``itnet-geo`` command: ``demo``, ``train``, ``eval``, ``bench``, ``info`
     itnet-geo train --dataset modelnet40 --root DIR --out runs/mn40 --preset cpu-1h
     itnet-geo train --out runs/mn40 --resume
     itnet-geo eval --checkpoint runs/mn40/best.pt --root TEST_ROOT --split test
+    itnet-geo average runs/mn40/epochs/*.pt --out runs/mn40/average.pt
     torchrun --nproc_per_node=2 -m itnet_geo.train --dataset ... --out ...
 
 Errors (missing data, unknown dataset, unreadable checkpoint, NaN loss) print one
@@ -161,6 +162,14 @@ def _add_train_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
         help="votes of the final test evaluation; default 1",
     )
     g.add_argument("--eval-every", type=int, default=None, help="default 1")
+    g.add_argument(
+        "--keep-epochs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also keep the weights of the last N epochs in OUT/epochs/, for "
+        "`itnet-geo average`",
+    )
     g.add_argument(
         "--seed", type=int, default=0, help="seeds weights, data order and augmentation"
     )
@@ -347,6 +356,7 @@ def _train_settings(args: argparse.Namespace, kind: str) -> tuple[Any, Any, dict
         time_budget=budget,
         num_workers=args.num_workers,
         device=args.device,
+        keep_epochs=args.keep_epochs,
     )
     model = {
         "model": args.model,
@@ -531,6 +541,22 @@ def _cmd_eval(args: argparse.Namespace, clock_start: float) -> int:
             }
         )
     )
+    return 0
+
+
+def _cmd_average(args: argparse.Namespace, clock_start: float) -> int:
+    from itnet_geo.train import average_checkpoints
+
+    _set_threads(args.threads)
+    written = average_checkpoints(
+        args.checkpoints,
+        args.out,
+        root=args.root,
+        batch_size=args.batch_size,
+        cache_dir=args.cache_dir,
+        progress=args.progress,
+    )
+    print(json.dumps({"out": str(args.out), **written["averaged"]}))
     return 0
 
 
@@ -766,6 +792,26 @@ def build_parser() -> argparse.ArgumentParser:
         "class, confidence, correct (0/1)",
     )
     ev.set_defaults(func=_cmd_eval)
+
+    avg = sub.add_parser(
+        "average",
+        help="average the weights of several checkpoints of one model",
+        description="Average the weights of checkpoints of one model (a run's last "
+        "epochs, kept with `train --keep-epochs N`), measure its batch-norm "
+        "statistics again on the training shapes, and write a checkpoint that "
+        "`itnet-geo eval` reads; prints one JSON line.",
+        formatter_class=_FORMATTER,
+    )
+    avg.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT")
+    avg.add_argument("--out", required=True, help="the averaged checkpoint to write")
+    avg.add_argument(
+        "--root", default=None, help="training data folder (default: the recorded one)"
+    )
+    avg.add_argument("--batch-size", type=int, default=32)
+    avg.add_argument("--cache-dir", default=None, help="processed-data cache")
+    avg.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    avg.add_argument("--progress", action="store_true", help="show a progress bar")
+    avg.set_defaults(func=_cmd_average)
 
     bench = sub.add_parser(
         "bench",

@@ -633,3 +633,73 @@ def test_a_stop_of_every_rank_is_reported_once(
         code, _, err = _main(capsys, "train", "--out", str(tmp_path), "--resume")
         assert code == status
         assert err == (report if reported else "")
+
+
+def test_keep_epochs_then_average_then_eval(demo_run, tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["--cache-dir", str(demo_run / "cache"), "--no-progress"]
+    code, _, err = _main(
+        capsys,
+        *_tiny_train(demo_run, out, 3),
+        "--keep-epochs",
+        "2",
+        *TINY_MODEL,
+        *common,
+    )
+    assert code == 0, err
+    kept = sorted((out / "epochs").iterdir())
+    assert [p.name for p in kept] == ["epoch_0002.pt", "epoch_0003.pt"]
+    epochs = [load_checkpoint(p) for p in kept]
+    last = load_checkpoint(out / "last.pt")
+    assert [c["kind"] for c in epochs] == ["epoch", "epoch"]
+    assert "optimizer" not in epochs[1]
+    for key, value in last["state_dict"].items():
+        assert torch.equal(epochs[1]["state_dict"][key], value), key
+
+    avg = tmp_path / "average.pt"
+    code, stdout, err = _main(
+        capsys,
+        "average",
+        *map(str, kept),
+        "--out",
+        str(avg),
+        "--cache-dir",
+        str(demo_run / "cache"),
+    )
+    assert code == 0, err
+    line = json.loads(stdout)
+    assert line["out"] == str(avg) and line["epochs"] == [2, 3]
+    assert line["files"] == ["epoch_0002.pt", "epoch_0003.pt"]
+    assert line["batchnorm_layers"] > 0 and line["batchnorm_shapes"] > 0
+    ckpt = load_checkpoint(avg)
+    assert ckpt["kind"] == "average" and "optimizer" not in ckpt
+    assert ckpt["classes"] == last["classes"] and ckpt["model"] == last["model"]
+    # weights: the mean; batch-norm statistics: measured again, not averaged
+    first, second = (c["state_dict"] for c in epochs)
+    for key, value in ckpt["state_dict"].items():
+        mean = (first[key].double() + second[key].double()) / 2
+        if key.endswith((".running_mean", ".running_var")):
+            assert not torch.allclose(value.double(), mean), key
+        elif value.is_floating_point():
+            torch.testing.assert_close(value.double(), mean, rtol=1e-6, atol=1e-7)
+
+    code, stdout, err = _main(
+        capsys, "eval", "--checkpoint", str(avg), "--split", "test", *common[:2]
+    )
+    assert code == 0, err
+    assert json.loads(stdout)["n"] == 8
+
+
+def test_average_refuses_checkpoints_of_different_models(demo_run, tmp_path, capsys):
+    common = ["--cache-dir", str(demo_run / "cache"), "--no-progress"]
+    runs = []
+    for name, preset in (("a", "smoke"), ("b", "default")):
+        out = tmp_path / name
+        argv = _tiny_train(demo_run, out, 1) + ["--model-preset", preset]
+        code, _, err = _main(capsys, *argv, *common)
+        assert code == 0, err
+        runs.append(str(out / "best.pt"))
+    code, _, err = _main(capsys, "average", *runs, "--out", str(tmp_path / "x.pt"))
+    assert code == cli.EXIT_FAILURE
+    assert "not the same model" in err and runs[1] in err
+    assert not (tmp_path / "x.pt").exists()

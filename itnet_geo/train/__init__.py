@@ -2,9 +2,15 @@ r"""Training, evaluation, checkpoints and plots for itnet_geo models.
 
 :func:`fit` is the loop (seeded, resumable, time-budgeted, DDP-ready),
 :func:`evaluate` scores a model (with voting), :func:`train_run` and
-:func:`evaluate_checkpoint` are what ``itnet-geo train`` / ``eval`` run.
+:func:`evaluate_checkpoint` are what ``itnet-geo train`` / ``eval`` run,
+:func:`average_checkpoints` what ``itnet-geo average`` runs.
 """
 
+from itnet_geo.train.average import (
+    average_checkpoints,
+    average_state_dicts,
+    recalibrate_batchnorm,
+)
 from itnet_geo.train.budget import budget_reserve, parse_duration, plan_total_steps
 from itnet_geo.train.checkpoint import (
     CheckpointError,
@@ -102,4 +108,7 @@ __all__ = [
     "load_datasets",
     "train_run",
     "evaluate_checkpoint",
+    "average_checkpoints",
+    "average_state_dicts",
+    "recalibrate_batchnorm",
 ]

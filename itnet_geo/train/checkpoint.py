@@ -10,7 +10,10 @@ key                       value
 ``format``                ``"itnet_geo.checkpoint"``
 ``format_version``        ``1``
 ``version``               ``itnet_geo.__version__`` of the writer
-``kind``                  ``"best"`` (model only) or ``"last"`` (full state)
+``kind``                  ``"last"`` (full state) or, model only, ``"best"``,
+                          ``"epoch"`` (``keep_epochs``) or ``"average"``
+                          (:func:`~itnet_geo.train.average_checkpoints`, with
+                          an ``averaged`` entry: epochs, files, batch norms)
 ``model``                 ``{"name": str, "kwargs": dict}`` (rebuilds the model)
 ``state_dict``            the model's parameters and buffers
 ``classes``               class names; output ``i`` is ``classes[i]``

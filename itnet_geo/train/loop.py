@@ -53,6 +53,15 @@ LAST_FILE = "last.pt"
 METRICS_FILE = "metrics.jsonl"
 LOG_FILE = "train.log"
 CURVES_FILE = "curves.png"
+#: Subfolder of a run with the weights kept by ``TrainConfig.keep_epochs``.
+EPOCHS_DIR = "epochs"
+
+
+def epoch_file(epoch: int) -> str:
+    r"""The file name of :obj:`epoch`'s weights in :data:`EPOCHS_DIR`."""
+    return f"epoch_{epoch:04d}.pt"
+
+
 # Optimiser steps timed before a time-budgeted run plans its schedule.
 _CALIBRATION_STEPS = 6
 # Seconds between redraws of curves.png during training.
@@ -116,6 +125,10 @@ class TrainConfig:
             twice :obj:`batch_size`. (default: :obj:`None`)
         device (str, optional): ``"cpu"``, ``"cuda"`` or ``"auto"``.
             (default: ``"cpu"``)
+        keep_epochs (int, optional): Also keep the weights of the last this many
+            epochs, as model-only checkpoints ``epochs/epoch_NNNN.pt`` in the run
+            folder, for :func:`~itnet_geo.train.average_checkpoints`.
+            (default: :obj:`0`)
 
     Example:
         >>> config = TrainConfig(epochs=20, lr=2e-3, augment=("scale", "jitter"))
@@ -141,6 +154,7 @@ class TrainConfig:
     num_workers: int = 0
     eval_batch_size: Optional[int] = None
     device: str = "cpu"
+    keep_epochs: int = 0
 
     def __post_init__(self) -> None:
         self.augment = tuple(self.augment)
@@ -159,6 +173,8 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.votes < 1:
             raise ValueError(f"votes must be at least 1, got {self.votes}")
+        if self.keep_epochs < 0:
+            raise ValueError(f"keep_epochs must be >= 0, got {self.keep_epochs}")
         if self.time_budget is not None and not self.time_budget > 0:
             raise ValueError(f"time_budget must be positive, got {self.time_budget}")
         build_augment(self.augment)  # fail early on a bad name
@@ -648,12 +664,28 @@ class _Trainer:
             )
         rngs = gather_objects(rng_state(self.generator))
         if self.dist.is_main:
+            # The epoch's weights first: a run killed before last.pt is written
+            # redoes this epoch and writes the same file again.
+            self._keep_epoch(record)
             payload = self._payload("last", record)
             payload["rng"] = rngs
             save_checkpoint(self.last_path, payload)
             if improved:
                 save_checkpoint(self.best_path, self._payload("best", record))
         return time.perf_counter() - t0
+
+    def _keep_epoch(self, record: dict[str, Any]) -> None:
+        keep = self.config.keep_epochs
+        if keep <= 0:
+            return
+        folder = self.out_dir / EPOCHS_DIR
+        folder.mkdir(exist_ok=True)
+        path = folder / epoch_file(self.epoch)
+        save_checkpoint(path, self._payload("epoch", record))
+        for old in folder.glob("epoch_*.pt"):
+            number = old.stem.removeprefix("epoch_")
+            if number.isdigit() and int(number) <= self.epoch - keep:
+                old.unlink()
 
     def _resume(self, ckpt: dict[str, Any]) -> None:
         if ckpt.get("kind") != "last" or "optimizer" not in ckpt:

@@ -1,0 +1,220 @@
+r"""Weight averaging: one model from the checkpoints of several epochs.
+
+The uniform average of the weights of a run's last epochs (stochastic weight
+averaging, Izmailov et al. 2018) lands nearer the centre of the flat region those
+epochs wander in, and picks no single epoch on the validation split. Batch
+normalisation statistics do not average (the mean of running variances is not
+the variance under the averaged weights), so they are measured again with one
+pass over the training shapes. Runs keep their last epochs' weights with
+``itnet-geo train --keep-epochs N`` (``RUN/epochs/epoch_NNNN.pt``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader as _TorchLoader
+from torch_geometric.loader import DataLoader
+
+from itnet_geo.train.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
+from itnet_geo.train.data import DataSpec, build_split, carve_split
+
+log = logging.getLogger("itnet_geo.train")
+_BatchNorm = nn.modules.batchnorm._BatchNorm
+# Entries of a "last" checkpoint that describe training, not the model.
+_TRAINING_STATE = (
+    "optimizer",
+    "schedule",
+    "rng",
+    "budget",
+    "history",
+    "total_steps",
+    "steps_per_epoch",
+    "world_size",
+    "elapsed",
+)
+
+
+def average_state_dicts(
+    state_dicts: Sequence[Mapping[str, torch.Tensor]],
+) -> dict[str, torch.Tensor]:
+    r"""The entry-wise mean of :obj:`state_dicts` (accumulated in float64).
+
+    Floating-point entries are averaged; integer entries (BatchNorm's
+    ``num_batches_tracked``) are taken from the last dictionary.
+
+    Raises:
+        ValueError: No dictionaries, or dictionaries whose keys, shapes or dtypes
+            differ (the message names the first difference).
+    """
+    if not state_dicts:
+        raise ValueError("nothing to average: no state dicts")
+    first = state_dicts[0]
+    for i, other in enumerate(state_dicts[1:], start=1):
+        if other.keys() != first.keys():
+            diff = sorted(set(other) ^ set(first))
+            raise ValueError(
+                f"state dict {i} has different entries than state dict 0 "
+                f"(first difference: {diff[0]!r})"
+            )
+        for key, value in other.items():
+            if value.shape != first[key].shape or value.dtype != first[key].dtype:
+                raise ValueError(
+                    f"entry {key!r} of state dict {i} is {value.dtype} "
+                    f"{tuple(value.shape)}, of state dict 0 {first[key].dtype} "
+                    f"{tuple(first[key].shape)}"
+                )
+    out: dict[str, torch.Tensor] = {}
+    for key, value in first.items():
+        if value.is_floating_point() or value.is_complex():
+            acc = torch.zeros_like(value, dtype=torch.float64)
+            for sd in state_dicts:
+                acc += sd[key].to(torch.float64)
+            out[key] = (acc / len(state_dicts)).to(value.dtype)
+        else:
+            out[key] = state_dicts[-1][key].clone()
+    return out
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(
+    model: nn.Module,
+    loader: DataLoader | _TorchLoader,
+    prepare: Optional[Callable[[Any], Any]] = None,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> int:
+    r"""Measure the running statistics of :obj:`model`'s batch norms on :obj:`loader`.
+
+    Each BatchNorm layer's running mean and variance become the exact averages
+    over all batches (momentum :obj:`None` for the pass); the model runs in
+    training mode without gradients and is left in evaluation mode. Other
+    parameters do not change.
+
+    Returns:
+        int: The number of BatchNorm layers measured (``0``: nothing to do, no
+        pass over the data).
+    """
+    from tqdm.auto import tqdm
+
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    if not norms:
+        return 0
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    try:
+        for batch in tqdm(loader, desc="batch-norm statistics", disable=not progress):
+            batch = batch.to(device)
+            model(batch if prepare is None else prepare(batch))
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        model.eval()
+    return len(norms)
+
+
+def _same(values: list[Any], what: str, paths: Sequence[Path]) -> None:
+    for path, value in zip(paths[1:], values[1:], strict=True):
+        if value != values[0]:
+            raise CheckpointError(
+                f"{path} has another {what} than {paths[0]}: not the same model"
+            )
+
+
+def average_checkpoints(
+    checkpoints: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    root: Optional[str | os.PathLike] = None,
+    batch_size: int = 32,
+    cache_dir: Optional[str | os.PathLike] = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    r"""Average the weights of :obj:`checkpoints` into one checkpoint at :obj:`out`.
+
+    The checkpoints must hold the same model (name, constructor arguments and
+    classes), typically ``best.pt``/``last.pt`` or the per-epoch files of one run.
+    Batch-norm statistics are measured again on the training shapes (the
+    training split without the validation part carved from it, no augmentation)
+    read as the last checkpoint's data options say, from :obj:`root` if given.
+    The result is a model-only checkpoint (``kind`` ``"average"``) that
+    ``itnet-geo eval`` reads like any other; its ``averaged`` entry lists the
+    epochs and files.
+
+    Returns:
+        dict: The written checkpoint.
+
+    Raises:
+        CheckpointError: An unreadable checkpoint, or checkpoints of different
+            models.
+    """
+    paths = [Path(p) for p in checkpoints]
+    if not paths:
+        raise ValueError("nothing to average: no checkpoints given")
+    ckpts = [load_checkpoint(p) for p in paths]
+    _same([c["model"] for c in ckpts], "model", paths)
+    _same([list(c["classes"]) for c in ckpts], "class list", paths)
+    try:
+        state = average_state_dicts([c["state_dict"] for c in ckpts])
+    except ValueError as err:
+        raise CheckpointError(f"cannot average {paths[0]} and the rest: {err}") from err
+    last = ckpts[-1]
+    payload = {k: v for k, v in last.items() if k not in _TRAINING_STATE}
+    payload.update(kind="average", state_dict=state, metrics=None)
+    model = model_from_checkpoint(payload)
+    shapes = 0
+    norms = sum(isinstance(m, _BatchNorm) for m in model.modules())
+    if norms:
+        options = dict(last.get("data") or {})
+        if "kind" not in options or (root is None and "root" not in options):
+            raise CheckpointError(
+                f"{paths[-1]} does not record its training data, which the batch-norm "
+                "statistics are measured on: pass the data root"
+            )
+        overrides: dict[str, Any] = {
+            "cache_dir": None if cache_dir is None else str(cache_dir)
+        }
+        if root is not None:
+            overrides["root"] = str(root)
+        spec = DataSpec.from_dict(options, **overrides)
+        train = build_split(spec, "train", progress)
+        if spec.val_fraction > 0:
+            train = carve_split(train, spec.val_fraction, spec.val_seed)[0]
+        loader = DataLoader(train, batch_size=batch_size, shuffle=False)
+        recalibrate_batchnorm(model, loader, spec.prepare, progress=progress)
+        payload["state_dict"] = model.state_dict()
+        shapes = len(train)
+    payload["averaged"] = {
+        "epochs": [int(c.get("epoch", 0)) for c in ckpts],
+        "files": [p.name for p in paths],
+        "batchnorm_layers": norms,
+        "batchnorm_shapes": shapes,
+    }
+    save_checkpoint(out, payload)
+    log.info(
+        "averaged %d checkpoints (epochs %s) into %s",
+        len(paths),
+        ", ".join(str(e) for e in payload["averaged"]["epochs"]),
+        out,
+    )
+    return payload
+
+
+__all__ = [
+    "average_state_dicts",
+    "recalibrate_batchnorm",
+    "average_checkpoints",
+]
