@@ -35,6 +35,8 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_NAN = 3
 EXIT_INTERRUPTED = 130
+# Set by `train --nproc` for its workers: the command's start (time.time()).
+_WORKER_T0 = "ITNET_GEO_T0"
 
 _DATASETS = ("synthetic", "modelnet40", "modelnet10", "shrec16", "folder")
 
@@ -434,7 +436,8 @@ def _launch_local(args: argparse.Namespace, clock_start: float) -> int:
     argv += ["--threads", str(threads)]
     # The workers count a time budget from this command's start.
     started = time.time() - (time.perf_counter() - clock_start)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), ITNET_GEO_T0=repr(started))
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    env[_WORKER_T0] = repr(started)
     code = launch_local(argv, n, env)
     if code == EXIT_INTERRUPTED:  # the workers were interrupted, not this process
         raise KeyboardInterrupt
@@ -856,14 +859,14 @@ def _is_secondary_process() -> bool:
     True for a DDP worker of ``train --nproc`` (its launcher reports) and for a rank
     other than 0 under ``torchrun``.
     """
-    return "ITNET_GEO_T0" in os.environ or os.environ.get("RANK", "0") != "0"
+    return _WORKER_T0 in os.environ or os.environ.get("RANK", "0") != "0"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     r"""Run ``itnet-geo`` on :obj:`argv` (default ``sys.argv[1:]``); the exit status."""
     clock_start = time.perf_counter()
-    if "ITNET_GEO_T0" in os.environ:  # a worker of `train --nproc`: its start
-        clock_start -= time.time() - float(os.environ["ITNET_GEO_T0"])
+    if _WORKER_T0 in os.environ:  # a worker of `train --nproc`: its start
+        clock_start -= time.time() - float(os.environ[_WORKER_T0])
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv

@@ -26,24 +26,14 @@ from itnet_geo.train.checkpoint import (
     CheckpointError,
     load_checkpoint,
     model_from_checkpoint,
+    model_only,
     save_checkpoint,
 )
-from itnet_geo.train.data import DataSpec, build_split, carve_split
+from itnet_geo.train.data import build_split, carve_split
+from itnet_geo.train.run import checkpoint_spec
 
 log = logging.getLogger("itnet_geo.train")
 _BatchNorm = nn.modules.batchnorm._BatchNorm
-# Entries of a "last" checkpoint that describe training, not the model.
-_TRAINING_STATE = (
-    "optimizer",
-    "schedule",
-    "rng",
-    "budget",
-    "history",
-    "total_steps",
-    "steps_per_epoch",
-    "world_size",
-    "elapsed",
-)
 
 
 def average_state_dicts(
@@ -172,24 +162,13 @@ def average_checkpoints(
     except ValueError as err:
         raise CheckpointError(f"cannot average {paths[0]} and the rest: {err}") from err
     last = ckpts[-1]
-    payload = {k: v for k, v in last.items() if k not in _TRAINING_STATE}
-    payload.update(kind="average", state_dict=state, metrics=None)
+    payload = model_only(last, "average")
+    payload.update(state_dict=state, metrics=None)
     model = model_from_checkpoint(payload)
     shapes = 0
     norms = sum(isinstance(m, _BatchNorm) for m in model.modules())
     if norms:
-        options = dict(last.get("data") or {})
-        if "kind" not in options or (root is None and "root" not in options):
-            raise CheckpointError(
-                f"{paths[-1]} does not record its training data, which the batch-norm "
-                "statistics are measured on: pass the data root"
-            )
-        overrides: dict[str, Any] = {
-            "cache_dir": None if cache_dir is None else str(cache_dir)
-        }
-        if root is not None:
-            overrides["root"] = str(root)
-        spec = DataSpec.from_dict(options, **overrides)
+        spec = checkpoint_spec(last, paths[-1], root, cache_dir)
         train = build_split(spec, "train", progress)
         if spec.val_fraction > 0:
             train = carve_split(train, spec.val_fraction, spec.val_seed)[0]

@@ -50,6 +50,20 @@ FORMAT_VERSION = 1
 _PLAIN = (str, int, float, bool, type(None))
 
 
+#: Entries only a ``last`` checkpoint has: the state of training, not of the model.
+TRAINING_STATE = (
+    "optimizer",
+    "schedule",
+    "total_steps",
+    "steps_per_epoch",
+    "budget",
+    "world_size",
+    "history",
+    "elapsed",
+    "rng",
+)
+
+
 class CheckpointError(RuntimeError):
     r"""A checkpoint that cannot be read, is not an itnet_geo one, or does not fit."""
 
@@ -129,6 +143,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         if key not in ckpt:
             raise CheckpointError(f"checkpoint {path} lacks the {key!r} entry")
     return ckpt
+
+
+def model_only(ckpt: dict[str, Any], kind: str) -> dict[str, Any]:
+    r"""A copy of :obj:`ckpt` without its :data:`TRAINING_STATE`, of :obj:`kind`."""
+    out = {key: value for key, value in ckpt.items() if key not in TRAINING_STATE}
+    out["kind"] = kind
+    return out
 
 
 def unwrap(model: nn.Module) -> nn.Module:

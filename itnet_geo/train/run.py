@@ -404,6 +404,36 @@ def _bring_best(path: Path, ckpt: dict[str, Any], out: Path, is_main: bool) -> N
         log.info("resuming from %s: copied %s to %s", path, source, target)
 
 
+def checkpoint_spec(
+    ckpt: dict[str, Any],
+    path: str | os.PathLike,
+    root: Optional[str | os.PathLike] = None,
+    cache_dir: Optional[str | os.PathLike] = None,
+    dataset: Optional[str] = None,
+) -> DataSpec:
+    r"""The data a checkpoint was trained on, read from :obj:`root` if given.
+
+    Raises:
+        CheckpointError: The checkpoint (:obj:`path`) records no dataset kind
+            and none is given, or no root and none is given.
+    """
+    options = dict(ckpt.get("data") or {})
+    if dataset is not None:
+        options["kind"] = dataset
+    if "kind" not in options:
+        raise CheckpointError(
+            f"{path} does not record its dataset kind: pass the dataset"
+        )
+    overrides: dict[str, Any] = {
+        "cache_dir": None if cache_dir is None else str(cache_dir)
+    }
+    if root is not None:
+        overrides["root"] = str(root)
+    elif "root" not in options:
+        raise CheckpointError(f"{path} does not record a data root: pass one")
+    return DataSpec.from_dict(options, **overrides)
+
+
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike,
     root: Optional[str | os.PathLike] = None,
@@ -449,21 +479,7 @@ def evaluate_checkpoint(
     if split not in ("test", "train", "val"):
         raise ValueError(f"split must be 'test', 'train' or 'val', got {split!r}")
     ckpt = load_checkpoint(checkpoint)
-    options = dict(ckpt.get("data") or {})
-    if dataset is not None:
-        options["kind"] = dataset
-    if "kind" not in options:
-        raise CheckpointError(
-            f"{checkpoint} does not record its dataset kind: pass the dataset"
-        )
-    overrides: dict[str, Any] = {
-        "cache_dir": None if cache_dir is None else str(cache_dir)
-    }
-    if root is not None:
-        overrides["root"] = str(root)
-    elif "root" not in options:
-        raise CheckpointError(f"{checkpoint} does not record a data root: pass one")
-    spec = DataSpec.from_dict(options, **overrides)
+    spec = checkpoint_spec(ckpt, checkpoint, root, cache_dir, dataset)
     if split == "val":
         if spec.val_fraction <= 0:
             raise ValueError("this run carved no validation split from train")
@@ -514,5 +530,6 @@ __all__ = [
     "make_model",
     "load_datasets",
     "train_run",
+    "checkpoint_spec",
     "evaluate_checkpoint",
 ]
