@@ -557,6 +557,7 @@ def _cmd_average(args: argparse.Namespace, clock_start: float) -> int:
         root=args.root,
         batch_size=args.batch_size,
         cache_dir=args.cache_dir,
+        seed=args.seed,
         progress=args.progress,
     )
     print(json.dumps({"out": str(args.out), **written["averaged"]}))
@@ -810,8 +811,14 @@ def build_parser() -> argparse.ArgumentParser:
     avg.add_argument(
         "--root", default=None, help="training data folder (default: the recorded one)"
     )
-    avg.add_argument("--batch-size", type=int, default=32)
+    avg.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="batch of the batch-norm pass (default: the run's, per process)",
+    )
     avg.add_argument("--cache-dir", default=None, help="processed-data cache")
+    avg.add_argument("--seed", type=int, default=0, help="seed of the batch order")
     avg.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     avg.add_argument("--progress", action="store_true", help="show a progress bar")
     avg.set_defaults(func=_cmd_average)

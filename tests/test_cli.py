@@ -636,7 +636,9 @@ def test_a_stop_of_every_rank_is_reported_once(
         assert err == (report if reported else "")
 
 
-def test_keep_epochs_then_average_then_eval(demo_run, tmp_path, capsys):
+def test_keep_epochs_then_average_then_eval(demo_run, tmp_path, capsys, monkeypatch):
+    from itnet_geo.train import average as average_module
+
     out = tmp_path / "run"
     common = ["--cache-dir", str(demo_run / "cache"), "--no-progress"]
     code, _, err = _main(
@@ -657,6 +659,14 @@ def test_keep_epochs_then_average_then_eval(demo_run, tmp_path, capsys):
     for key, value in last["state_dict"].items():
         assert torch.equal(epochs[1]["state_dict"][key], value), key
 
+    real = average_module.recalibrate_batchnorm
+    seen = []
+
+    def recording(model, loader, *args, **kwargs):
+        seen.extend(batch.y.clone() for batch in loader)
+        return real(model, loader, *args, **kwargs)
+
+    monkeypatch.setattr(average_module, "recalibrate_batchnorm", recording)
     avg = tmp_path / "average.pt"
     code, stdout, err = _main(
         capsys,
@@ -672,6 +682,11 @@ def test_keep_epochs_then_average_then_eval(demo_run, tmp_path, capsys):
     assert line["out"] == str(avg) and line["epochs"] == [2, 3]
     assert line["files"] == ["epoch_0002.pt", "epoch_0003.pt"]
     assert line["batchnorm_layers"] > 0 and line["batchnorm_shapes"] > 0
+    # batch-norm batches drawn as in training: the run's size, classes mixed (the
+    # shapes are stored class by class)
+    labels = torch.cat(seen)
+    assert len(seen[0]) == 8 and len(labels) == line["batchnorm_shapes"]
+    assert not torch.equal(labels, labels.sort().values)
     ckpt = load_checkpoint(avg)
     assert ckpt["kind"] == "average" and not set(ckpt) & set(TRAINING_STATE)
     assert ckpt["classes"] == last["classes"] and ckpt["model"] == last["model"]
