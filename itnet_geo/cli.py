@@ -167,10 +167,10 @@ def _add_train_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
     g.add_argument(
         "--keep-epochs",
         type=int,
-        default=0,
+        default=None,
         metavar="N",
         help="also keep the weights of the last N epochs in OUT/epochs/, for "
-        "`itnet-geo average`",
+        "`itnet-geo average` (default 0; may be set when resuming)",
     )
     g.add_argument(
         "--seed", type=int, default=0, help="seeds weights, data order and augmentation"
@@ -358,7 +358,7 @@ def _train_settings(args: argparse.Namespace, kind: str) -> tuple[Any, Any, dict
         time_budget=budget,
         num_workers=args.num_workers,
         device=args.device,
-        keep_epochs=args.keep_epochs,
+        keep_epochs=args.keep_epochs or 0,
     )
     model = {
         "model": args.model,
@@ -463,6 +463,7 @@ def _cmd_train(args: argparse.Namespace, clock_start: float) -> int:
             clock_start=clock_start,
             root=args.root,
             cache_dir=args.cache_dir,
+            keep_epochs=args.keep_epochs,
         )
     else:
         if args.dataset is None:

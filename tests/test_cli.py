@@ -547,14 +547,22 @@ def test_sigkilled_run_resumes_to_the_same_weights(tmp_path):
     proc.wait()
     killed_at = load_checkpoint(cut / "last.pt")["epoch"]
     assert 1 <= killed_at < 8
+    # keeping epochs may be switched on when resuming: it changes no result
     subprocess.run(
-        command(cut, "--resume"), env=env, check=True, capture_output=True, timeout=900
+        command(cut, "--resume", "--keep-epochs", "2"),
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=900,
     )
     full = load_checkpoint(tmp_path / "full" / "last.pt")
     resumed = load_checkpoint(cut / "last.pt")
     assert resumed["epoch"] == full["epoch"] == 8
     for key, value in full["state_dict"].items():
         assert torch.equal(resumed["state_dict"][key], value), key
+    kept = sorted(p.name for p in (cut / "epochs").iterdir())
+    assert kept == [f"epoch_{e:04d}.pt" for e in range(max(7, killed_at + 1), 9)]
+    assert resumed["train"]["keep_epochs"] == 2
 
 
 def test_nan_loss_exits_with_status_3(demo_run, tmp_path, capsys, monkeypatch):

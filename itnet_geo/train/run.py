@@ -174,6 +174,7 @@ def train_run(
     clock_start: Optional[float] = None,
     root: Optional[str | os.PathLike] = None,
     cache_dir: Optional[str | os.PathLike] = None,
+    keep_epochs: Optional[int] = None,
 ) -> dict[str, Any]:
     r"""Train on :obj:`spec`'s data and evaluate the best checkpoint.
 
@@ -186,8 +187,9 @@ def train_run(
 
     With :obj:`resume` (``True`` for ``<out_dir>/last.pt``, or a path) the data,
     model and training options are those stored in the checkpoint; :obj:`root`
-    and :obj:`cache_dir` may point elsewhere (data moved), :obj:`spec` and
-    :obj:`config` are ignored.
+    and :obj:`cache_dir` may point elsewhere (data moved), :obj:`keep_epochs`
+    replaces :attr:`TrainConfig.keep_epochs` (it changes no result), :obj:`spec`
+    and :obj:`config` are ignored.
 
     Returns:
         dict: The summary also written to ``results.json``.
@@ -204,15 +206,9 @@ def train_run(
         if not path.is_file():
             raise FileNotFoundError(f"nothing to resume: {path} does not exist")
         ckpt = load_checkpoint(path)
-        if "data" not in ckpt or not ckpt["data"]:
-            raise CheckpointError(f"{path} does not record its dataset")
-        overrides: dict[str, Any] = {
-            "cache_dir": None if cache_dir is None else str(cache_dir)
-        }
-        if root is not None:
-            overrides["root"] = str(root)
-        spec = DataSpec.from_dict(ckpt["data"], **overrides)
-        config = TrainConfig.from_dict(ckpt["train"])
+        spec = checkpoint_spec(ckpt, path, root, cache_dir)
+        kept = {} if keep_epochs is None else {"keep_epochs": keep_epochs}
+        config = TrainConfig.from_dict(ckpt["train"], **kept)
         _bring_best(path, ckpt, out, info.is_main)
     datasets = load_datasets(spec, progress and info.is_main)
     file_log = _FileLog(None)
