@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -189,7 +190,8 @@ def launch_local(
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
 
-    previous = signal.signal(signal.SIGTERM, forward_sigterm)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, forward_sigterm) if main_thread else None
     try:
         for rank in range(nproc):
             worker_env = dict(base, RANK=str(rank), LOCAL_RANK=str(rank))
@@ -199,7 +201,8 @@ def launch_local(
         _stop(procs, signal.SIGTERM, grace=10.0)
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 __all__ = [

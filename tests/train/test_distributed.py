@@ -186,8 +186,8 @@ def _restore_sigint():  # a background shell starts its children with SIGINT ign
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_ctrl_c_on_cli_nproc_stops_every_process_with_one_report(tmp_path):
-    # Ctrl-C in a terminal: SIGINT to the launcher and both workers at once
+def _start_a_long_nproc_run(tmp_path):
+    """`itnet-geo train --nproc 2` in its own process group, once last.pt exists."""
     env = dict(os.environ, ITNET_GEO_CACHE=str(tmp_path / "c"))
     cmd = [sys.executable, "-m", "itnet_geo.cli", "train", "--nproc", "2"]
     cmd += _tiny_run(tmp_path, epochs=1000, batch_size=8)
@@ -205,6 +205,22 @@ def test_ctrl_c_on_cli_nproc_stops_every_process_with_one_report(tmp_path):
     while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert proc.poll() is None, proc.communicate()[1][-3000:]
+    return proc
+
+
+def test_kill_of_cli_nproc_stops_its_workers(tmp_path):
+    proc = _start_a_long_nproc_run(tmp_path)
+    proc.terminate()  # SIGTERM to the launcher alone
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    with pytest.raises(ProcessLookupError):  # no worker is left behind
+        os.killpg(proc.pid, 0)
+
+
+def test_ctrl_c_on_cli_nproc_stops_every_process_with_one_report(tmp_path):
+    # Ctrl-C in a terminal: SIGINT to the launcher and both workers at once
+    proc = _start_a_long_nproc_run(tmp_path)
+    last = tmp_path / "run" / "last.pt"
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
