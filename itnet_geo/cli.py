@@ -173,6 +173,16 @@ def _add_train_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
         "`itnet-geo average` (default 0; may be set when resuming)",
     )
     g.add_argument(
+        "--average-epochs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stochastic weight averaging: the last N epochs train at the constant "
+        "rate --min-lr-ratio x --lr after the cosine, and their mean weights "
+        "(batch norm measured again) become OUT/average.pt, which the final "
+        "evaluation scores (default 0; needs --epochs)",
+    )
+    g.add_argument(
         "--seed", type=int, default=0, help="seeds weights, data order and augmentation"
     )
     g.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
@@ -359,6 +369,7 @@ def _train_settings(args: argparse.Namespace, kind: str) -> tuple[Any, Any, dict
         num_workers=args.num_workers,
         device=args.device,
         keep_epochs=args.keep_epochs or 0,
+        average_epochs=pick("average_epochs", 0),
     )
     model = {
         "model": args.model,
@@ -373,14 +384,25 @@ def _train_settings(args: argparse.Namespace, kind: str) -> tuple[Any, Any, dict
 
 def _print_summary(summary: dict[str, Any]) -> None:
     from itnet_geo.train.loop import BEST_FILE, CURVES_FILE, LAST_FILE, METRICS_FILE
-    from itnet_geo.train.run import CONFUSION_FILE, PREDICTIONS_FILE, RESULTS_FILE
+    from itnet_geo.train.run import (
+        AVERAGE_FILE,
+        CONFUSION_FILE,
+        PREDICTIONS_FILE,
+        RESULTS_FILE,
+    )
 
     out = summary["out"]
+    averaged = summary.get("averaged_epochs")
+    epochs_text = None
+    if averaged is not None:
+        first, last = averaged
+        epochs_text = f"epoch {last}" if first == last else f"epochs {first}-{last}"
     if "accuracy" in summary:
         split = summary["split"]
         votes = summary.get("votes", 1)
+        scored = "" if averaged is None else f" of {AVERAGE_FILE} ({epochs_text})"
         print(
-            f"{split} accuracy: {100 * summary['accuracy']:.2f}% "
+            f"{split} accuracy{scored}: {100 * summary['accuracy']:.2f}% "
             f"(mean class {100 * summary['class_accuracy']:.2f}%, "
             f"n={summary['n']}{f', {votes} votes' if votes > 1 else ''}) after "
             f"{summary['epochs']} epoch(s) in {summary['elapsed_s']:.0f} s"
@@ -391,11 +413,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
         CONFUSION_FILE,
         PREDICTIONS_FILE,
         BEST_FILE,
+        AVERAGE_FILE,
         LAST_FILE,
         RESULTS_FILE,
     )
+    labels = {BEST_FILE: f"epoch {summary['best_epoch']}", AVERAGE_FILE: epochs_text}
     written = [
-        f"{name} (epoch {summary['best_epoch']})" if name == BEST_FILE else name
+        f"{name} ({labels[name]})" if labels.get(name) else name
         for name in names
         if os.path.isfile(os.path.join(out, name))
     ]

@@ -714,6 +714,47 @@ def test_keep_epochs_then_average_then_eval(demo_run, tmp_path, capsys, monkeypa
     assert json.loads(stdout)["n"] == 8
 
 
+def test_average_epochs_scores_the_average_and_resume_averages_again(
+    demo_run, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    common = ["--cache-dir", str(demo_run / "cache"), "--no-progress"]
+    args = [*_tiny_train(demo_run, out, 3), *TINY_MODEL, *common]
+    code, stdout, err = _main(capsys, *args, "--average-epochs", "2")
+    assert code == 0, err
+    assert "test accuracy of average.pt (epochs 2-3):" in stdout
+    assert "average.pt (epochs 2-3)" in stdout.splitlines()[-1]
+    results = json.loads((out / "results.json").read_text())
+    assert results["checkpoint"] == str(out / "average.pt")
+    assert results["averaged_epochs"] == [2, 3]
+    average = load_checkpoint(out / "average.pt")
+    assert average["kind"] == "average" and average["averaged"]["epochs"] == [2, 3]
+    code, stdout, err = _main(
+        capsys,
+        "eval",
+        "--checkpoint",
+        str(out / "average.pt"),
+        "--split",
+        "test",
+        *common[:2],
+    )
+    assert code == 0, err
+    assert json.loads(stdout)["accuracy"] == results["accuracy"]
+    # killed while averaging: the resumed run trains no further and averages again
+    (out / "average.pt").unlink()
+    code, stdout, err = _main(capsys, "train", "--out", str(out), "--resume", *common)
+    assert code == 0, err
+    again = load_checkpoint(out / "average.pt")
+    assert again["averaged"] == average["averaged"]
+    for key, value in average["state_dict"].items():
+        assert torch.equal(again["state_dict"][key], value), key
+    assert load_checkpoint(out / "last.pt")["epoch"] == 3
+    assert json.loads((out / "results.json").read_text()) == {
+        **results,
+        "elapsed_s": pytest.approx(results["elapsed_s"], abs=60),
+    }
+
+
 def test_average_refuses_checkpoints_of_different_models(demo_run, tmp_path, capsys):
     common = ["--cache-dir", str(demo_run / "cache"), "--no-progress"]
     runs = []

@@ -105,7 +105,8 @@ class TrainConfig:
         momentum (float, optional): SGD momentum. (default: :obj:`0.9`)
         warmup_epochs (float, optional): Linear warm-up length, at most a fifth
             of the run. (default: :obj:`1.0`)
-        min_lr_ratio (float, optional): Final learning rate over the peak.
+        min_lr_ratio (float, optional): Final learning rate over the peak; with
+            :obj:`average_epochs`, the constant rate of the averaged epochs.
             (default: :obj:`0.01`)
         label_smoothing (float, optional): Cross-entropy label smoothing.
             (default: :obj:`0.1`)
@@ -129,6 +130,13 @@ class TrainConfig:
             epochs, as model-only checkpoints ``epochs/epoch_NNNN.pt`` in the run
             folder, for :func:`~itnet_geo.train.average_checkpoints`.
             (default: :obj:`0`)
+        average_epochs (int, optional): Stochastic weight averaging over the
+            last this many epochs: the cosine ends where they begin, they train
+            at the constant rate ``min_lr_ratio * lr``, their weights are kept
+            (as with :obj:`keep_epochs`) and averaged into ``average.pt`` after
+            training (:func:`~itnet_geo.train.average_checkpoints`), which the
+            final evaluation then scores instead of ``best.pt``. Needs a fixed
+            number of epochs, more than this. (default: :obj:`0`)
 
     Example:
         >>> config = TrainConfig(epochs=20, lr=2e-3, augment=("scale", "jitter"))
@@ -155,6 +163,7 @@ class TrainConfig:
     eval_batch_size: Optional[int] = None
     device: str = "cpu"
     keep_epochs: int = 0
+    average_epochs: int = 0
 
     def __post_init__(self) -> None:
         self.augment = tuple(self.augment)
@@ -177,6 +186,17 @@ class TrainConfig:
             raise ValueError(f"keep_epochs must be >= 0, got {self.keep_epochs}")
         if self.time_budget is not None and not self.time_budget > 0:
             raise ValueError(f"time_budget must be positive, got {self.time_budget}")
+        if self.average_epochs < 0:
+            raise ValueError(f"average_epochs must be >= 0, got {self.average_epochs}")
+        if self.average_epochs and self.time_budget is not None:
+            raise ValueError(
+                "average_epochs needs a fixed number of epochs, not a time budget"
+            )
+        if self.average_epochs and self.average_epochs >= self.epochs:
+            raise ValueError(
+                f"average_epochs ({self.average_epochs}) must be fewer than the "
+                f"epochs ({self.epochs})"
+            )
         build_augment(self.augment)  # fail early on a bad name
 
     def to_dict(self) -> dict[str, Any]:
@@ -402,10 +422,14 @@ class _Trainer:
             self._plan_budget()
         else:
             self.total_steps = self.config.epochs * self.steps_per_epoch
+        # Averaged epochs train at the cosine's final rate, after it.
+        cosine_steps = self.total_steps - self.config.average_epochs * (
+            self.steps_per_epoch
+        )
         self.schedule = WarmupCosine(
             self.config.lr,
-            self.total_steps,
-            self._warmup(self.total_steps),
+            cosine_steps,
+            self._warmup(cosine_steps),
             self.config.min_lr_ratio,
         )
 
@@ -675,7 +699,7 @@ class _Trainer:
         return time.perf_counter() - t0
 
     def _keep_epoch(self, record: dict[str, Any]) -> None:
-        keep = self.config.keep_epochs
+        keep = max(self.config.keep_epochs, self.config.average_epochs)
         if keep <= 0:
             return
         folder = self.out_dir / EPOCHS_DIR

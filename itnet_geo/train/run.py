@@ -49,12 +49,14 @@ from itnet_geo.train.distributed import (
 from itnet_geo.train.evaluate import EvalResult, evaluate, write_predictions
 from itnet_geo.train.loop import (
     BEST_FILE,
+    EPOCHS_DIR,
     LAST_FILE,
     LOG_FILE,
     TrainConfig,
     _FileLog,
     _shard,
     elapsed_before,
+    epoch_file,
     fit,
 )
 from itnet_geo.train.plots import plot_confusion
@@ -66,6 +68,7 @@ DEFAULT_MODEL = {"points": "itnet_classifier", "mesh": "mesh_itnet"}
 RESULTS_FILE = "results.json"
 CONFUSION_FILE = "confusion.png"
 PREDICTIONS_FILE = "predictions.csv"
+AVERAGE_FILE = "average.pt"
 
 
 def make_model(
@@ -183,7 +186,11 @@ def train_run(
     training ``confusion.png``, ``predictions.csv`` (one row per shape, see
     :func:`~itnet_geo.train.write_predictions`) and ``results.json`` with the
     final evaluation of ``best.pt`` (test split with :attr:`TrainConfig.votes`
-    votes, or the validation split when there is no test split).
+    votes, or the validation split when there is no test split). With
+    :attr:`TrainConfig.average_epochs` the final evaluation scores
+    ``average.pt`` instead, the mean of the last epochs' weights
+    (:func:`~itnet_geo.train.average_checkpoints`); a run killed while averaging
+    averages again when resumed.
 
     With :obj:`resume` (``True`` for ``<out_dir>/last.pt``, or a path) the data,
     model and training options are those stored in the checkpoint; :obj:`root`
@@ -309,8 +316,17 @@ def _train_and_score(
         "out": str(out),
         "checkpoint": str(result.best_path),
     }
+    final_path = result.best_path
+    if config.average_epochs:
+        final_path = _average_last_epochs(
+            config.average_epochs, result.epochs, spec, out, config.seed, progress
+        )
+        summary.update(
+            checkpoint=str(final_path),
+            averaged_epochs=[result.epochs - config.average_epochs + 1, result.epochs],
+        )
     if final_set is not None:
-        best = model_from_checkpoint(load_checkpoint(result.best_path))
+        best = model_from_checkpoint(load_checkpoint(final_path))
         seed_everything(config.seed)
         votes, vote_transform = _voting(config.augment, config.votes)
         res = evaluate(
@@ -349,6 +365,36 @@ def _train_and_score(
     if info.is_main:
         write_atomic(out / RESULTS_FILE, json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _average_last_epochs(
+    count: int, last: int, spec: DataSpec, out: Path, seed: int, progress: bool
+) -> Path:
+    """Average the weights of epochs ``last - count + 1 .. last`` into average.pt."""
+    from itnet_geo.train.average import average_checkpoints
+
+    info = dist_info()
+    target = out / AVERAGE_FILE
+    if info.is_main:
+        paths = [
+            out / EPOCHS_DIR / epoch_file(e) for e in range(last - count + 1, last + 1)
+        ]
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"cannot average the last {count} epochs: {missing[0]} is missing "
+                f"({len(missing)} of {count} files)"
+            )
+        average_checkpoints(
+            paths,
+            target,
+            root=spec.root,
+            cache_dir=spec.cache_dir,
+            seed=seed,
+            progress=progress,
+        )
+    barrier()
+    return target
 
 
 def _in_dataset_order(res: EvalResult) -> tuple[torch.Tensor, ...]:

@@ -149,6 +149,20 @@ def test_cli_nproc_trains_ddp_within_a_time_budget(tmp_path):
     assert correct / 6 == pytest.approx(results["accuracy"])
 
 
+def test_cli_nproc_averages_the_last_epochs_on_rank_0(tmp_path):
+    env = dict(os.environ, ITNET_GEO_CACHE=str(tmp_path / "c"))
+    cmd = [sys.executable, "-m", "itnet_geo.cli", "train", "--nproc", "2"]
+    cmd += _tiny_run(tmp_path, epochs=3, batch_size=8) + ["--average-epochs", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # rank 0 averages while rank 1 waits, then both score average.pt
+    assert "test accuracy of average.pt (epochs 2-3)" in proc.stdout
+    assert proc.stderr.count("averaged 2 checkpoints") == 1
+    average = load_checkpoint(tmp_path / "run" / "average.pt")
+    assert average["averaged"]["epochs"] == [2, 3]
+    assert average["train"]["batch_size"] == 4  # batch norm measured per process
+
+
 def test_cli_nproc_rejects_a_batch_that_does_not_split(tmp_path, capsys):
     from itnet_geo import cli
 

@@ -8,6 +8,7 @@ from _train_fakes import Blobs, FakeClock, TinyNet
 from itnet_geo.train import (
     NonFiniteLossError,
     TrainConfig,
+    WarmupCosine,
     fit,
     load_checkpoint,
 )
@@ -152,6 +153,29 @@ def test_config_validation():
         TrainConfig(augment=("mirror",))
     cfg = TrainConfig(augment=["scale"], time_budget=60.0)
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="not a time budget"):
+        TrainConfig(epochs=10, time_budget=60.0, average_epochs=2)
+    with pytest.raises(ValueError, match=r"average_epochs \(10\) must be fewer"):
+        TrainConfig(epochs=10, average_epochs=10)
+    with pytest.raises(ValueError, match="average_epochs must be >= 0"):
+        TrainConfig(average_epochs=-1)
+
+
+def test_averaged_epochs_train_at_the_final_rate_and_are_kept(tmp_path, data):
+    config = TrainConfig(epochs=5, average_epochs=2, min_lr_ratio=0.1, **CONFIG)
+    _, result = _run(tmp_path, data, config)
+    steps = result.steps // 5
+    last = load_checkpoint(tmp_path / "last.pt")
+    schedule = WarmupCosine(1.0, 1)
+    schedule.load_state_dict(last["schedule"])
+    rates = [schedule.lr(s) for s in range(result.steps)]
+    cosine, tail = rates[: 3 * steps], rates[3 * steps :]
+    assert tail == [pytest.approx(1e-3)] * (2 * steps)
+    assert cosine[-1] == pytest.approx(1e-3) and min(cosine[:-1]) > 1.01e-3
+    assert cosine[steps:] == sorted(cosine[steps:], reverse=True)
+    assert [r["lr"] for r in result.history][3:] == [pytest.approx(1e-3)] * 2
+    kept = sorted(p.name for p in (tmp_path / "epochs").iterdir())
+    assert kept == ["epoch_0004.pt", "epoch_0005.pt"]
 
 
 # -- time budget (a fake clock: each forward pass costs 0.1 s) ----------------------
