@@ -208,6 +208,13 @@ def _add_train_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
         metavar="KEY=VALUE",
         help="model constructor option (JSON value), repeatable",
     )
+    m.add_argument(
+        "--init",
+        default=None,
+        metavar="CKPT",
+        help="start from this checkpoint's model and weights (fine-tuning; fresh "
+        "optimiser and schedule, same classes), instead of --model*",
+    )
     g.add_argument(
         "--threads",
         type=int,
@@ -370,7 +377,23 @@ def _train_settings(args: argparse.Namespace, kind: str) -> tuple[Any, Any, dict
         device=args.device,
         keep_epochs=args.keep_epochs or 0,
         average_epochs=pick("average_epochs", 0),
+        init=args.init,
     )
+    if args.init is not None:
+        given = [
+            flag
+            for flag, value in (
+                ("--model", args.model),
+                ("--model-preset", args.model_preset),
+                ("--model-option", args.model_option),
+            )
+            if value
+        ]
+        if given:
+            raise ValueError(
+                f"--init takes the model from {args.init}: drop {', '.join(given)}"
+            )
+        return spec, config, {}
     model = {
         "model": args.model,
         "model_preset": args.model_preset or preset.get("model_preset"),

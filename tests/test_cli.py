@@ -7,7 +7,7 @@ import torch
 
 from itnet_geo import cli
 from itnet_geo.train import load_checkpoint
-from itnet_geo.train.checkpoint import TRAINING_STATE
+from itnet_geo.train.checkpoint import TRAINING_STATE, build_model
 
 TINY_MODEL = ["--model-preset", "smoke"]
 
@@ -753,6 +753,45 @@ def test_average_epochs_scores_the_average_and_resume_averages_again(
         **results,
         "elapsed_s": pytest.approx(results["elapsed_s"], abs=60),
     }
+
+
+def test_init_starts_from_a_checkpoints_weights(demo_run, tmp_path, capsys):
+    from itnet_geo.train.checkpoint import save_checkpoint
+
+    common = ["--cache-dir", str(demo_run / "cache"), "--no-progress"]
+    first = tmp_path / "first"
+    code, _, err = _main(capsys, *_tiny_train(demo_run, first, 2), *TINY_MODEL, *common)
+    assert code == 0, err
+    source = load_checkpoint(first / "last.pt")
+    # a rate too small to move the weights: the run starts where the source ended
+    tuned = tmp_path / "tuned"
+    init = ["--init", str(first / "last.pt")]
+    code, _, err = _main(
+        capsys, *_tiny_train(demo_run, tuned, 1), *init, "--lr", "1e-12", *common
+    )
+    assert code == 0, err
+    last = load_checkpoint(tuned / "last.pt")
+    assert last["model"] == source["model"] and last["epoch"] == 1
+    assert last["train"]["init"] == str(first / "last.pt")
+    assert "starting from" in (tuned / "train.log").read_text()
+    params = dict(build_model(source["model"]).named_parameters())
+    for key in params:
+        torch.testing.assert_close(last["state_dict"][key], source["state_dict"][key])
+    # the model comes from the checkpoint: no model flags, same classes
+    code, _, err = _main(
+        capsys, *_tiny_train(demo_run, tmp_path / "x", 1), *init, *TINY_MODEL, *common
+    )
+    assert code == 1 and "drop --model-preset" in err
+    other = tmp_path / "other.pt"
+    save_checkpoint(other, {**source, "classes": ["a", "b", "c", "d"]})
+    code, _, err = _main(
+        capsys,
+        *_tiny_train(demo_run, tmp_path / "y", 1),
+        "--init",
+        str(other),
+        *common,
+    )
+    assert code == 1 and f"{other} was trained on other classes" in err
 
 
 def test_average_refuses_checkpoints_of_different_models(demo_run, tmp_path, capsys):

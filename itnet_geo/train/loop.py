@@ -137,6 +137,10 @@ class TrainConfig:
             training (:func:`~itnet_geo.train.average_checkpoints`), which the
             final evaluation then scores instead of ``best.pt``. Needs a fixed
             number of epochs, more than this. (default: :obj:`0`)
+        init (str, optional): Checkpoint whose model and weights a new run of
+            :func:`~itnet_geo.train.train_run` starts from (fine-tuning); kept
+            here as the run's record of it. :func:`fit` trains the model it is
+            given. (default: :obj:`None`)
 
     Example:
         >>> config = TrainConfig(epochs=20, lr=2e-3, augment=("scale", "jitter"))
@@ -164,6 +168,7 @@ class TrainConfig:
     device: str = "cpu"
     keep_epochs: int = 0
     average_epochs: int = 0
+    init: Optional[str] = None
 
     def __post_init__(self) -> None:
         self.augment = tuple(self.augment)

@@ -190,7 +190,10 @@ def train_run(
     :attr:`TrainConfig.average_epochs` the final evaluation scores
     ``average.pt`` instead, the mean of the last epochs' weights
     (:func:`~itnet_geo.train.average_checkpoints`); a run killed while averaging
-    averages again when resumed.
+    averages again when resumed. With :attr:`TrainConfig.init` a new run starts
+    from that checkpoint's model and weights (same classes; :obj:`model`,
+    :obj:`model_preset` and :obj:`model_options` must not be given) with a
+    fresh optimiser and schedule.
 
     With :obj:`resume` (``True`` for ``<out_dir>/last.pt``, or a path) the data,
     model and training options are those stored in the checkpoint; :obj:`root`
@@ -270,6 +273,11 @@ def _train_and_score(
         from itnet_geo.train.checkpoint import build_model
 
         net = build_model(ckpt["model"])
+    elif config.init is not None:
+        if model is not None or model_preset is not None or model_options:
+            raise ValueError("a run started from init takes the init's model")
+        seed_everything(config.seed)
+        net = _initial_model(config.init, spec, classes)
     else:
         seed_everything(config.seed)
         net = make_model(spec, len(classes), model, model_preset, model_options)
@@ -365,6 +373,29 @@ def _train_and_score(
     if info.is_main:
         write_atomic(out / RESULTS_FILE, json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _initial_model(path: str, spec: DataSpec, classes: list[str]) -> nn.Module:
+    """The model of checkpoint :obj:`path` with its weights, to train further."""
+    source = load_checkpoint(path)
+    if list(source["classes"]) != classes:
+        raise CheckpointError(
+            f"{path} was trained on other classes than this dataset's: "
+            f"{list(source['classes'])} vs {classes}"
+        )
+    kwargs = source["model"].get("kwargs", {})
+    if kwargs.get("in_channels", spec.in_channels) != spec.in_channels:
+        raise CheckpointError(
+            f"{path}'s model reads {kwargs['in_channels']} input channels, this "
+            f"data gives {spec.in_channels}"
+        )
+    log.info(
+        "starting from %s (%s checkpoint, epoch %s)",
+        path,
+        source.get("kind"),
+        source.get("epoch"),
+    )
+    return model_from_checkpoint(source).train()
 
 
 def _average_last_epochs(
