@@ -252,6 +252,14 @@ def _add_data_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
     )
     d.add_argument("--num-points", type=int, default=None, help="default 1024")
     d.add_argument(
+        "--train-points",
+        type=int,
+        default=None,
+        metavar="M",
+        help="point resampling: sample training shapes with M points and draw "
+        "--num-points of them at random each epoch (validation: one fixed draw)",
+    )
+    d.add_argument(
         "--normals", action="store_true", help="feed point normals to the model"
     )
     if demo:
@@ -343,6 +351,7 @@ def _train_settings(args: argparse.Namespace, kind: str) -> tuple[Any, Any, dict
         kind=kind,
         root=root,
         num_points=pick("num_points", 1024),
+        train_points=pick("train_points", None),
         input=input_kind,
         normals=args.normals,
         hks=args.hks,

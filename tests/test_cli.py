@@ -794,6 +794,34 @@ def test_init_starts_from_a_checkpoints_weights(demo_run, tmp_path, capsys):
     assert code == 1 and f"{other} was trained on other classes" in err
 
 
+def test_train_points_resample_and_eval_reads_the_same_validation(
+    demo_run, tmp_path, capsys
+):
+    from itnet_geo.train import evaluate_checkpoint
+
+    out = tmp_path / "run"
+    cache = ["--cache-dir", str(demo_run / "cache")]
+    code, _, err = _main(
+        capsys,
+        *_tiny_train(demo_run, out, 2),
+        "--train-points",
+        "256",
+        *TINY_MODEL,
+        *cache,
+        "--no-progress",
+    )
+    assert code == 0, err
+    best = load_checkpoint(out / "best.pt")
+    assert best["data"]["train_points"] == 256 and best["data"]["num_points"] == 128
+    records = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    record = next(r for r in records if r["epoch"] == best["epoch"])
+    # `eval --split val` scores the validation shapes as training did: one fixed
+    # draw of 128 of their 256 points
+    res = evaluate_checkpoint(out / "best.pt", split="val", cache_dir=cache[1])
+    assert res.loss == pytest.approx(record["val_loss"], rel=1e-5)
+    assert res.accuracy == record["val_acc"]
+
+
 def test_average_refuses_checkpoints_of_different_models(demo_run, tmp_path, capsys):
     common = ["--cache-dir", str(demo_run / "cache"), "--no-progress"]
     runs = []

@@ -30,7 +30,7 @@ from itnet_geo.train.checkpoint import (
     save_checkpoint,
     seed_everything,
 )
-from itnet_geo.train.data import build_augment, build_split, carve_split
+from itnet_geo.train.data import build_augment, build_train_val
 from itnet_geo.train.run import checkpoint_spec
 
 log = logging.getLogger("itnet_geo.train")
@@ -181,9 +181,7 @@ def average_checkpoints(
     norms = sum(isinstance(m, _BatchNorm) for m in model.modules())
     if norms:
         spec = checkpoint_spec(last, paths[-1], root, cache_dir)
-        train = build_split(spec, "train", progress)
-        if spec.val_fraction > 0:
-            train = carve_split(train, spec.val_fraction, spec.val_seed)[0]
+        train = build_train_val(spec, progress)[0]
         train_cfg = last.get("train") or {}
         seed_everything(seed)
         loader = DataLoader(

@@ -28,6 +28,7 @@ from itnet_geo.transforms import (
     RandomRotate,
     RandomShift,
     SamplePoints,
+    SubsamplePoints,
 )
 
 #: The dataset kinds ``itnet-geo train --dataset`` accepts.
@@ -53,6 +54,14 @@ class DataSpec:
         kind (str): One of :data:`DATASET_KINDS`.
         root (str): Data folder (for ``synthetic``: where shapes are generated).
         num_points (int, optional): Points per shape. (default: :obj:`1024`)
+        train_points (int, optional): Point resampling: training shapes are
+            sampled with this many points (more than :obj:`num_points`) and
+            each time a shape is read :obj:`num_points` of them are drawn at
+            random (:class:`~itnet_geo.transforms.SubsamplePoints`), so every
+            epoch sees other points of the same surfaces; the validation shapes
+            carved from train get one fixed draw, test shapes are sampled with
+            :obj:`num_points` as before. Point inputs only. (default:
+            :obj:`None`)
         input (str, optional): ``"points"`` or ``"mesh"`` (mesh graphs with
             quadrature weights; mesh datasets only). (default: ``"points"``)
         normals (bool, optional): Feed point normals to the model as ``x``
@@ -83,6 +92,7 @@ class DataSpec:
     kind: str
     root: str
     num_points: int = 1024
+    train_points: Optional[int] = None
     input: str = "points"
     normals: bool = False
     hks: int = 16
@@ -107,6 +117,14 @@ class DataSpec:
             raise ValueError(f"mesh input needs a mesh dataset, not {self.kind!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.train_points is not None:
+            if self.input != "points":
+                raise ValueError("train_points resamples point clouds, not meshes")
+            if self.train_points <= self.num_points:
+                raise ValueError(
+                    f"train_points ({self.train_points}) must exceed num_points "
+                    f"({self.num_points})"
+                )
         self.root = str(self.root)
 
     @property
@@ -202,6 +220,36 @@ def build_split(spec: DataSpec, split: str, progress: bool = True) -> Dataset:
             [NormalizeUnitSphere(), SamplePoints(spec.num_points, seed=spec.seed)]
         )
     return MeshFolder(root, split=split, pre_transform=pre, **common)
+
+
+def build_train_val(
+    spec: DataSpec, progress: bool = True
+) -> tuple[Dataset, Optional[Dataset]]:
+    r"""The training shapes of :obj:`spec` and the validation shapes carved from them.
+
+    The ``train`` split (:func:`build_split`), less the validation part
+    (:func:`carve_split` with :attr:`DataSpec.val_fraction` and
+    :attr:`DataSpec.val_seed`; :obj:`None` for a fraction of 0). With
+    :attr:`DataSpec.train_points` the split is sampled that densely and both
+    parts read :attr:`DataSpec.num_points` of each shape's points through
+    :class:`~itnet_geo.transforms.SubsamplePoints`: a new draw every time for
+    training, one draw seeded by :attr:`DataSpec.seed` for validation.
+    """
+    dense = spec
+    if spec.train_points is not None:
+        dense = dataclasses.replace(
+            spec, num_points=spec.train_points, train_points=None
+        )
+    full = build_split(dense, "train", progress)
+    if spec.val_fraction > 0:
+        train, val = carve_split(full, spec.val_fraction, spec.val_seed)
+    else:
+        train, val = full, None
+    if spec.train_points is not None:
+        train.transform = SubsamplePoints(spec.num_points)
+        if val is not None:
+            val.transform = SubsamplePoints(spec.num_points, seed=spec.seed)
+    return train, val
 
 
 def labels_of(dataset: Dataset) -> torch.Tensor:
@@ -330,6 +378,7 @@ __all__ = [
     "DEFAULT_AUGMENT",
     "DataSpec",
     "build_split",
+    "build_train_val",
     "carve_split",
     "labels_of",
     "shape_names",

@@ -36,7 +36,7 @@ from itnet_geo.train.data import (
     DataSpec,
     build_augment,
     build_split,
-    carve_split,
+    build_train_val,
     shape_names,
     vote_augment,
 )
@@ -131,19 +131,17 @@ def load_datasets(
     info = dist_info()
     if not info.is_main:
         barrier()
-    train_full = build_split(spec, "train", progress)
+    train, val = build_train_val(spec, progress)
     test = _try_split(spec, "test", progress)
     if info.is_main:
         barrier()
-    classes = list(train_full.classes)
+    classes = list(train.classes)
     if test is not None and list(test.classes) != classes:
         raise ValueError(
             f"the train and test splits of {spec.root} have different classes"
         )
-    if spec.val_fraction > 0:
-        train, val = carve_split(train_full, spec.val_fraction, spec.val_seed)
-    else:
-        train, val = train_full, test
+    if spec.val_fraction <= 0:
+        val = test
     return train, val, test, classes
 
 
@@ -556,8 +554,7 @@ def evaluate_checkpoint(
     if split == "val":
         if spec.val_fraction <= 0:
             raise ValueError("this run carved no validation split from train")
-        full = build_split(spec, "train", progress)
-        data = carve_split(full, spec.val_fraction, spec.val_seed)[1]
+        full = data = build_train_val(spec, progress)[1]
     else:
         full = data = build_split(spec, split, progress)
     names = [str(c) for c in full.classes]

@@ -18,9 +18,11 @@ from itnet_geo.transforms.random_point_dropout import RandomPointDropout
 from itnet_geo.transforms.random_rotate import RandomRotate
 from itnet_geo.transforms.random_shift import RandomShift
 from itnet_geo.transforms.sample_points import SamplePoints, sample_surface
+from itnet_geo.transforms.subsample_points import SubsamplePoints
 
 __all__ = [
     "SamplePoints",
+    "SubsamplePoints",
     "NormalizeUnitSphere",
     "RandomRotate",
     "RandomAnisotropicScale",

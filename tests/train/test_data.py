@@ -7,6 +7,7 @@ from itnet_geo.train import (
     DataSpec,
     build_augment,
     build_split,
+    build_train_val,
     carve_split,
     labels_of,
     shape_names,
@@ -101,3 +102,33 @@ def test_build_split_progress_bar_follows_the_flag(tmp_path, capfd, progress):
     assert len(data) == 120
     err = capfd.readouterr().err
     assert ("file/s" in err or "files/s" in err or "it/s" in err) == progress
+
+
+def test_train_points_resample_training_shapes_and_fix_validation(tmp_path):
+    common = dict(
+        kind="synthetic",
+        root=tmp_path / "data",
+        cache_dir=tmp_path / "cache",
+        synthetic_classes=2,
+        synthetic_train=10,
+        val_fraction=0.2,
+    )
+    train, val = build_train_val(DataSpec(num_points=32, train_points=64, **common))
+    dense = build_split(DataSpec(num_points=64, **common), "train", progress=False)
+    assert len(train) == 16 and len(val) == 4
+    for part in (train, val):
+        i = part.indices()[0]
+        first, second = part[0].pos, part[0].pos
+        assert first.shape == (32, 3)
+        rows = {tuple(p) for p in dense[i].pos.tolist()}
+        assert {tuple(p) for p in first.tolist()} <= rows  # points of the shape
+        # training: another draw on every read; validation: one fixed draw
+        assert torch.equal(first, second) == (part is val)
+    # without it: the plain split, carved the same way
+    plain, plain_val = build_train_val(DataSpec(num_points=32, **common), False)
+    assert plain.transform is None and plain[0].pos.shape == (32, 3)
+    assert list(plain_val.indices()) == list(val.indices())
+    with pytest.raises(ValueError, match="must exceed num_points"):
+        DataSpec(num_points=32, train_points=32, **common)
+    with pytest.raises(ValueError, match="not meshes"):
+        DataSpec(kind="shrec16", root=".", input="mesh", train_points=2048)

@@ -13,6 +13,7 @@ from itnet_geo.train import (
     load_checkpoint,
 )
 from itnet_geo.train import loop as loop_module
+from itnet_geo.transforms import SubsamplePoints
 
 CONFIG = dict(batch_size=8, lr=1e-2, augment=("rotate-z", "scale", "jitter"))
 
@@ -73,7 +74,17 @@ def test_outputs_and_checkpoint_contents(tmp_path, data):
     assert best["epoch"] == result.best["epoch"]
 
 
-def test_resume_after_a_kill_gives_the_same_parameters(tmp_path, data):
+@pytest.fixture(scope="module")
+def resampled():
+    # training shapes read through a random draw of 16 of their 32 points
+    train = Blobs(per_class=8, num_classes=3)
+    train.transform = SubsamplePoints(16)
+    return train, Blobs(per_class=3, seed=1)
+
+
+@pytest.mark.parametrize("dataset", ["data", "resampled"])
+def test_resume_after_a_kill_gives_the_same_parameters(tmp_path, dataset, request):
+    data = request.getfixturevalue(dataset)
     config = TrainConfig(epochs=3, **CONFIG)
     full, full_result = _run(tmp_path / "full", data, config)
     with pytest.raises(KeyboardInterrupt):
