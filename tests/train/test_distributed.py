@@ -124,14 +124,19 @@ def test_torchrun_module_entry(tmp_path):
     assert ckpt["world_size"] == 2 and ckpt["epoch"] == 2
 
 
-def test_cli_nproc_trains_ddp_within_a_time_budget(tmp_path):
-    # `itnet-geo train --nproc 2`: two local gloo processes, the batch of 8 split
-    # into 4 per process, the time budget planned on both ranks alike
+def _cli_nproc_2(tmp_path, epochs, *extra):
+    """`itnet-geo train --nproc 2` on the tiny run, the batch of 8 split into 4s."""
     env = dict(os.environ, ITNET_GEO_CACHE=str(tmp_path / "c"))
     cmd = [sys.executable, "-m", "itnet_geo.cli", "train", "--nproc", "2"]
-    cmd += _tiny_run(tmp_path, epochs=2, batch_size=8) + ["--time-budget", "10m"]
+    cmd += _tiny_run(tmp_path, epochs=epochs, batch_size=8) + list(extra)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_cli_nproc_trains_ddp_within_a_time_budget(tmp_path):
+    # two local gloo processes, the time budget planned on both ranks alike
+    proc = _cli_nproc_2(tmp_path, 2, "--time-budget", "10m")
     assert "test accuracy" in proc.stdout
     assert proc.stderr.count("time budget 600 s") == 1  # logged by rank 0 only
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
@@ -150,11 +155,7 @@ def test_cli_nproc_trains_ddp_within_a_time_budget(tmp_path):
 
 
 def test_cli_nproc_averages_the_last_epochs_on_rank_0(tmp_path):
-    env = dict(os.environ, ITNET_GEO_CACHE=str(tmp_path / "c"))
-    cmd = [sys.executable, "-m", "itnet_geo.cli", "train", "--nproc", "2"]
-    cmd += _tiny_run(tmp_path, epochs=3, batch_size=8) + ["--average-epochs", "2"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _cli_nproc_2(tmp_path, 3, "--average-epochs", "2")
     # rank 0 averages while rank 1 waits, then both score average.pt
     assert "test accuracy of average.pt (epochs 2-3)" in proc.stdout
     assert proc.stderr.count("averaged 2 checkpoints") == 1
