@@ -8,6 +8,7 @@ r"""Training, evaluation, checkpoints and plots for itnet_geo models.
 
 from itnet_geo.train.average import (
     average_checkpoints,
+    average_run,
     average_state_dicts,
     recalibrate_batchnorm,
 )
@@ -111,6 +112,7 @@ __all__ = [
     "train_run",
     "evaluate_checkpoint",
     "average_checkpoints",
+    "average_run",
     "average_state_dicts",
     "recalibrate_batchnorm",
 ]

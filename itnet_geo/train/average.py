@@ -173,16 +173,96 @@ def average_checkpoints(
         state = average_state_dicts([c["state_dict"] for c in ckpts])
     except ValueError as err:
         raise CheckpointError(f"cannot average {paths[0]} and the rest: {err}") from err
-    last = ckpts[-1]
-    payload = model_only(last, "average")
+    epochs = [int(c.get("epoch", 0)) for c in ckpts]
+    payload = _write_average(
+        ckpts[-1],
+        paths[-1],
+        state,
+        out,
+        {"epochs": epochs, "files": [p.name for p in paths]},
+        root,
+        batch_size,
+        cache_dir,
+        seed,
+        progress,
+    )
+    log.info(
+        "averaged %d checkpoints (epochs %s) into %s",
+        len(paths),
+        ", ".join(map(str, epochs)),
+        out,
+    )
+    return payload
+
+
+def average_run(
+    last: str | os.PathLike,
+    out: str | os.PathLike,
+    root: Optional[str | os.PathLike] = None,
+    batch_size: Optional[int] = None,
+    cache_dir: Optional[str | os.PathLike] = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, Any]:
+    r"""Write the weight average a run kept in its ``last.pt`` to :obj:`out`.
+
+    A run with :attr:`~itnet_geo.train.TrainConfig.average_epochs` keeps the
+    running mean of its weights over those epochs in ``last.pt``; this writes
+    it as a model-only checkpoint (``kind`` ``"average"``) with batch-norm
+    statistics measured again on the training shapes, exactly as
+    :func:`average_checkpoints` does (same arguments).
+
+    Raises:
+        CheckpointError: :obj:`last` holds no average (not a ``last.pt``, or
+            a run without ``average_epochs`` or not yet in its averaged epochs).
+    """
+    path = Path(last)
+    ckpt = load_checkpoint(path)
+    average = ckpt.get("average")
+    if average is None:
+        raise CheckpointError(
+            f"{path} holds no weight average: train with --average-epochs N and "
+            "reach the last N epochs"
+        )
+    epochs = [int(e) for e in average["epochs"]]
+    payload = _write_average(
+        ckpt,
+        path,
+        dict(average["state_dict"]),
+        out,
+        {"epochs": epochs, "files": []},
+        root,
+        batch_size,
+        cache_dir,
+        seed,
+        progress,
+    )
+    log.info("averaged the weights of epochs %d-%d into %s", epochs[0], epochs[-1], out)
+    return payload
+
+
+def _write_average(
+    source: dict[str, Any],
+    path: Path,
+    state: dict[str, torch.Tensor],
+    out: str | os.PathLike,
+    averaged: dict[str, Any],
+    root: Optional[str | os.PathLike],
+    batch_size: Optional[int],
+    cache_dir: Optional[str | os.PathLike],
+    seed: int,
+    progress: bool,
+) -> dict[str, Any]:
+    """:obj:`source`'s model with weights :obj:`state`, batch norm measured again."""
+    payload = model_only(source, "average")
     payload.update(state_dict=state, metrics=None)
     model = model_from_checkpoint(payload)
     shapes = 0
     norms = sum(isinstance(m, _BatchNorm) for m in model.modules())
     if norms:
-        spec = checkpoint_spec(last, paths[-1], root, cache_dir)
+        spec = checkpoint_spec(source, path, root, cache_dir)
         train = build_train_val(spec, progress)[0]
-        train_cfg = last.get("train") or {}
+        train_cfg = source.get("train") or {}
         seed_everything(seed)
         loader = DataLoader(
             train,
@@ -195,18 +275,11 @@ def average_checkpoints(
         payload["state_dict"] = model.state_dict()
         shapes = len(train)
     payload["averaged"] = {
-        "epochs": [int(c.get("epoch", 0)) for c in ckpts],
-        "files": [p.name for p in paths],
+        **averaged,
         "batchnorm_layers": norms,
         "batchnorm_shapes": shapes,
     }
     save_checkpoint(out, payload)
-    log.info(
-        "averaged %d checkpoints (epochs %s) into %s",
-        len(paths),
-        ", ".join(str(e) for e in payload["averaged"]["epochs"]),
-        out,
-    )
     return payload
 
 
@@ -214,4 +287,5 @@ __all__ = [
     "average_state_dicts",
     "recalibrate_batchnorm",
     "average_checkpoints",
+    "average_run",
 ]

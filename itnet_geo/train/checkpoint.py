@@ -27,6 +27,9 @@ key                       value
 ``budget``                time-budget plan and time used (``last`` only, or None)
 ``rng``                   per-rank torch / numpy / python / DataLoader RNG states
                           (``last`` only)
+``average``               running mean of the weights over the averaged epochs,
+                          ``{"state_dict", "epochs"}`` (``last`` only; None
+                          unless ``average_epochs``)
 ========================  ====================================================
 """
 
@@ -61,6 +64,7 @@ TRAINING_STATE = (
     "history",
     "elapsed",
     "rng",
+    "average",
 )
 
 

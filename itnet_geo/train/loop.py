@@ -132,11 +132,14 @@ class TrainConfig:
             (default: :obj:`0`)
         average_epochs (int, optional): Stochastic weight averaging over the
             last this many epochs: the cosine ends where they begin, they train
-            at the constant rate ``min_lr_ratio * lr``, their weights are kept
-            (as with :obj:`keep_epochs`) and averaged into ``average.pt`` after
-            training (:func:`~itnet_geo.train.average_checkpoints`), which the
-            final evaluation then scores instead of ``best.pt``. Needs a fixed
-            number of epochs, more than this. (default: :obj:`0`)
+            at the constant rate ``min_lr_ratio * lr``, and the running mean of
+            their weights at each epoch's end is kept in ``last.pt`` (so it
+            survives a resume); after training
+            :func:`~itnet_geo.train.train_run` writes it to ``average.pt``
+            with batch-norm statistics measured again
+            (:func:`~itnet_geo.train.average_run`) and scores that instead of
+            ``best.pt``. Needs a fixed number of epochs, more than this.
+            (default: :obj:`0`)
         init (str, optional): Checkpoint whose model and weights a new run of
             :func:`~itnet_geo.train.train_run` starts from (fine-tuning); kept
             here as the run's record of it. :func:`fit` trains the model it is
@@ -408,6 +411,9 @@ class _Trainer:
         self.total_steps = 0
         self.best_path = out_dir / BEST_FILE
         self.last_path = out_dir / LAST_FILE
+        # average_epochs: running mean of the weights at the averaged epochs' ends
+        self.average: Optional[dict[str, torch.Tensor]] = None
+        self.averaged_epochs: list[int] = []
         self.step_times: list[float] = []
         self.overhead_times: list[float] = []
         self.last_plot = time.perf_counter()
@@ -678,6 +684,11 @@ class _Trainer:
                 world_size=self.dist.world_size,
                 history=list(self.history),
                 elapsed=self.elapsed(),
+                average=(
+                    None
+                    if self.average is None
+                    else {"state_dict": self.average, "epochs": self.averaged_epochs}
+                ),
             )
         return payload
 
@@ -704,7 +715,7 @@ class _Trainer:
         return time.perf_counter() - t0
 
     def _keep_epoch(self, record: dict[str, Any]) -> None:
-        keep = max(self.config.keep_epochs, self.config.average_epochs)
+        keep = self.config.keep_epochs
         if keep <= 0:
             return
         folder = self.out_dir / EPOCHS_DIR
@@ -749,6 +760,10 @@ class _Trainer:
         self.total_steps = int(ckpt["total_steps"])
         self.best = dict(ckpt["best"])
         self.history = [dict(h) for h in ckpt.get("history", [])]
+        average = ckpt.get("average")
+        if average is not None:
+            self.average = dict(average["state_dict"])
+            self.averaged_epochs = [int(e) for e in average["epochs"]]
         self.schedule = WarmupCosine(self.config.lr, max(self.total_steps, 1))
         self.schedule.load_state_dict(ckpt["schedule"])
         budget = ckpt.get("budget")
@@ -866,6 +881,25 @@ class _Trainer:
             "clouds_per_s": float(sums[2]) / max(train_time, 1e-9),
         }
 
+    def _update_average(self) -> None:
+        # A running mean over the averaged epochs (the last average_epochs).
+        first = (self.config.epochs or 0) - self.config.average_epochs + 1
+        if not self.config.average_epochs or self.epoch < first:
+            return
+        state = self.net.state_dict()
+        self.averaged_epochs.append(self.epoch)
+        if self.average is None:
+            self.average = {k: v.detach().clone() for k, v in state.items()}
+            return
+        n = len(self.averaged_epochs)
+        with torch.no_grad():
+            for key, value in state.items():
+                mean = self.average[key]
+                if mean.is_floating_point():
+                    mean.add_(value.detach().to(mean.dtype).sub(mean), alpha=1.0 / n)
+                else:
+                    mean.copy_(value)
+
     def _sync_buffers(self) -> None:
         # DDP syncs buffers (BatchNorm statistics) at the start of each forward
         # only: average them over ranks so validation and checkpoints agree.
@@ -926,6 +960,7 @@ class _Trainer:
             stats = self._train_epoch()
             self._sync_buffers()
             self.epoch += 1
+            self._update_average()
             last_epoch = self.step >= self.total_steps
             t_val = time.perf_counter()
             val = self._validate(last_epoch)

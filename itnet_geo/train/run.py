@@ -49,14 +49,12 @@ from itnet_geo.train.distributed import (
 from itnet_geo.train.evaluate import EvalResult, evaluate, write_predictions
 from itnet_geo.train.loop import (
     BEST_FILE,
-    EPOCHS_DIR,
     LAST_FILE,
     LOG_FILE,
     TrainConfig,
     _FileLog,
     _shard,
     elapsed_before,
-    epoch_file,
     fit,
 )
 from itnet_geo.train.plots import plot_confusion
@@ -187,8 +185,8 @@ def train_run(
     votes, or the validation split when there is no test split). With
     :attr:`TrainConfig.average_epochs` the final evaluation scores
     ``average.pt`` instead, the mean of the last epochs' weights
-    (:func:`~itnet_geo.train.average_checkpoints`); a run killed while averaging
-    averages again when resumed. With :attr:`TrainConfig.init` a new run starts
+    (:func:`~itnet_geo.train.average_run`); a run killed while writing it
+    writes it again when resumed. With :attr:`TrainConfig.init` a new run starts
     from that checkpoint's model and weights (same classes; :obj:`model`,
     :obj:`model_preset` and :obj:`model_options` must not be given) with a
     fresh optimiser and schedule.
@@ -324,8 +322,8 @@ def _train_and_score(
     }
     final_path = result.best_path
     if config.average_epochs:
-        final_path = _average_last_epochs(
-            config.average_epochs, result.epochs, spec, out, config.seed, progress
+        final_path = _write_run_average(
+            result.last_path, spec, out, config.seed, progress
         )
         summary.update(
             checkpoint=str(final_path),
@@ -396,26 +394,16 @@ def _initial_model(path: str, spec: DataSpec, classes: list[str]) -> nn.Module:
     return model_from_checkpoint(source).train()
 
 
-def _average_last_epochs(
-    count: int, last: int, spec: DataSpec, out: Path, seed: int, progress: bool
+def _write_run_average(
+    last: Path, spec: DataSpec, out: Path, seed: int, progress: bool
 ) -> Path:
-    """Average the weights of epochs ``last - count + 1 .. last`` into average.pt."""
-    from itnet_geo.train.average import average_checkpoints
+    """average.pt from the running mean in :obj:`last`, written by rank 0."""
+    from itnet_geo.train.average import average_run
 
-    info = dist_info()
     target = out / AVERAGE_FILE
-    if info.is_main:
-        paths = [
-            out / EPOCHS_DIR / epoch_file(e) for e in range(last - count + 1, last + 1)
-        ]
-        missing = [p for p in paths if not p.is_file()]
-        if missing:
-            raise FileNotFoundError(
-                f"cannot average the last {count} epochs: {missing[0]} is missing "
-                f"({len(missing)} of {count} files)"
-            )
-        average_checkpoints(
-            paths,
+    if dist_info().is_main:
+        average_run(
+            last,
             target,
             root=spec.root,
             cache_dir=spec.cache_dir,

@@ -158,7 +158,7 @@ def test_cli_nproc_averages_the_last_epochs_on_rank_0(tmp_path):
     proc = _cli_nproc_2(tmp_path, 3, "--average-epochs", "2")
     # rank 0 averages while rank 1 waits, then both score average.pt
     assert "test accuracy of average.pt (epochs 2-3)" in proc.stdout
-    assert proc.stderr.count("averaged 2 checkpoints") == 1
+    assert proc.stderr.count("averaged the weights of epochs 2-3") == 1
     average = load_checkpoint(tmp_path / "run" / "average.pt")
     assert average["averaged"]["epochs"] == [2, 3]
     assert average["train"]["batch_size"] == 4  # batch norm measured per process

@@ -6,9 +6,12 @@ import torch
 from _train_fakes import Blobs, FakeClock, TinyNet
 
 from itnet_geo.train import (
+    CheckpointError,
     NonFiniteLossError,
     TrainConfig,
     WarmupCosine,
+    average_run,
+    average_state_dicts,
     fit,
     load_checkpoint,
 )
@@ -172,8 +175,10 @@ def test_config_validation():
         TrainConfig(average_epochs=-1)
 
 
-def test_averaged_epochs_train_at_the_final_rate_and_are_kept(tmp_path, data):
-    config = TrainConfig(epochs=5, average_epochs=2, min_lr_ratio=0.1, **CONFIG)
+def test_averaged_epochs_train_at_the_final_rate_and_their_mean_is_kept(tmp_path, data):
+    config = TrainConfig(
+        epochs=5, average_epochs=2, keep_epochs=2, min_lr_ratio=0.1, **CONFIG
+    )
     _, result = _run(tmp_path, data, config)
     steps = result.steps // 5
     last = load_checkpoint(tmp_path / "last.pt")
@@ -185,8 +190,32 @@ def test_averaged_epochs_train_at_the_final_rate_and_are_kept(tmp_path, data):
     assert cosine[-1] == pytest.approx(1e-3) and min(cosine[:-1]) > 1.01e-3
     assert cosine[steps:] == sorted(cosine[steps:], reverse=True)
     assert [r["lr"] for r in result.history][3:] == [pytest.approx(1e-3)] * 2
-    kept = sorted(p.name for p in (tmp_path / "epochs").iterdir())
-    assert kept == ["epoch_0004.pt", "epoch_0005.pt"]
+    # the running mean in last.pt is the mean of the two epochs' weights
+    assert last["average"]["epochs"] == [4, 5]
+    kept = [load_checkpoint(p)["state_dict"] for p in sorted(tmp_path.glob("epochs/*"))]
+    mean = average_state_dicts(kept)
+    for key, value in last["average"]["state_dict"].items():
+        torch.testing.assert_close(value, mean[key], rtol=1e-6, atol=1e-7)
+
+
+def test_a_run_killed_while_averaging_resumes_its_average(tmp_path, data):
+    config = TrainConfig(epochs=5, average_epochs=3, min_lr_ratio=0.1, **CONFIG)
+    _run(tmp_path / "full", data, config)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "cut", data, config, callback=_kill_after(4))
+    cut = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert cut["average"]["epochs"] == [3, 4]
+    _run(tmp_path / "cut", data, config, resume=tmp_path / "cut" / "last.pt")
+    full = load_checkpoint(tmp_path / "full" / "last.pt")["average"]
+    resumed = load_checkpoint(tmp_path / "cut" / "last.pt")["average"]
+    assert resumed["epochs"] == full["epochs"] == [3, 4, 5]
+    for key, value in full["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][key], value), key
+    # a run without averaging keeps none, and has none to write
+    _, plain = _run(tmp_path / "plain", data, TrainConfig(epochs=1, **CONFIG))
+    assert load_checkpoint(plain.last_path)["average"] is None
+    with pytest.raises(CheckpointError, match="holds no weight average"):
+        average_run(plain.last_path, tmp_path / "average.pt")
 
 
 # -- time budget (a fake clock: each forward pass costs 0.1 s) ----------------------
