@@ -822,6 +822,36 @@ def test_train_points_resample_and_eval_reads_the_same_validation(
     assert res.accuracy == record["val_acc"]
 
 
+def test_an_average_counts_as_the_epochs_it_averages(demo_run, tmp_path, capsys):
+    from itnet_geo.train import average_checkpoints
+
+    out = tmp_path / "run"
+    cache = ["--cache-dir", str(demo_run / "cache")]
+    code, _, err = _main(
+        capsys,
+        *_tiny_train(demo_run, out, 4),
+        "--keep-epochs",
+        "3",
+        *TINY_MODEL,
+        *cache,
+        "--no-progress",
+    )
+    assert code == 0, err
+    two, three, four = sorted((out / "epochs").iterdir())
+    kw = {"cache_dir": cache[1]}
+    average_checkpoints([two, three], tmp_path / "part.pt", **kw)
+    extended = average_checkpoints(
+        [tmp_path / "part.pt", four], tmp_path / "a.pt", **kw
+    )
+    direct = average_checkpoints([two, three, four], tmp_path / "b.pt", **kw)
+    assert extended["averaged"]["epochs"] == direct["averaged"]["epochs"] == [2, 3, 4]
+    params = dict(build_model(direct["model"]).named_parameters())
+    for key in params:  # (batch-norm statistics are measured again, not averaged)
+        torch.testing.assert_close(
+            extended["state_dict"][key], direct["state_dict"][key]
+        )
+
+
 def test_average_refuses_checkpoints_of_different_models(demo_run, tmp_path, capsys):
     common = ["--cache-dir", str(demo_run / "cache"), "--no-progress"]
     runs = []

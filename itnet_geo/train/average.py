@@ -39,18 +39,30 @@ _BatchNorm = nn.modules.batchnorm._BatchNorm
 
 def average_state_dicts(
     state_dicts: Sequence[Mapping[str, torch.Tensor]],
+    weights: Optional[Sequence[float]] = None,
 ) -> dict[str, torch.Tensor]:
-    r"""The entry-wise mean of :obj:`state_dicts` (accumulated in float64).
+    r"""The entry-wise (weighted) mean of :obj:`state_dicts`, accumulated in float64.
 
-    Floating-point entries are averaged; integer entries (BatchNorm's
-    ``num_batches_tracked``) are taken from the last dictionary.
+    Floating-point entries are averaged, dictionary :math:`k` with weight
+    :math:`w_k / \sum_l w_l` (equal weights when :obj:`weights` is
+    :obj:`None`); integer entries (BatchNorm's ``num_batches_tracked``) are
+    taken from the last dictionary.
 
     Raises:
-        ValueError: No dictionaries, or dictionaries whose keys, shapes or dtypes
-            differ (the message names the first difference).
+        ValueError: No dictionaries, weights that are not positive or not one
+            per dictionary, or dictionaries whose keys, shapes or dtypes differ
+            (the message names the first difference).
     """
     if not state_dicts:
         raise ValueError("nothing to average: no state dicts")
+    if weights is None:
+        weights = [1.0] * len(state_dicts)
+    if len(weights) != len(state_dicts) or not all(w > 0 for w in weights):
+        raise ValueError(
+            f"need one positive weight per state dict ({len(state_dicts)}), "
+            f"got {list(weights)}"
+        )
+    total = float(sum(weights))
     first = state_dicts[0]
     for i, other in enumerate(state_dicts[1:], start=1):
         if other.keys() != first.keys():
@@ -70,9 +82,9 @@ def average_state_dicts(
     for key, value in first.items():
         if value.is_floating_point() or value.is_complex():
             acc = torch.zeros_like(value, dtype=torch.float64)
-            for sd in state_dicts:
-                acc += sd[key].to(torch.float64)
-            out[key] = (acc / len(state_dicts)).to(value.dtype)
+            for sd, weight in zip(state_dicts, weights, strict=True):
+                acc += sd[key].to(torch.float64) * (float(weight) / total)
+            out[key] = acc.to(value.dtype)
         else:
             out[key] = state_dicts[-1][key].clone()
     return out
@@ -154,7 +166,10 @@ def average_checkpoints(
     process unless :obj:`batch_size` is given, with its augmentation. The
     result is a model-only checkpoint (``kind`` ``"average"``) that
     ``itnet-geo eval`` reads like any other; its ``averaged`` entry lists the
-    epochs and files.
+    epochs and files. An ``"average"`` checkpoint given here counts as the
+    epochs it averages: averaging it with more epochs gives the mean over all
+    of them, so a partial average can stand in for the files it came from
+    (carried to another machine as one file, say).
 
     Returns:
         dict: The written checkpoint.
@@ -169,11 +184,26 @@ def average_checkpoints(
     ckpts = [load_checkpoint(p) for p in paths]
     _same([c["model"] for c in ckpts], "model", paths)
     _same([list(c["classes"]) for c in ckpts], "class list", paths)
+    parts = [_epochs_of(c) for c in ckpts]
+    epochs = [e for part in parts for e in part]
+    seen: dict[int, Path] = {}
+    for path, part in zip(paths, parts, strict=True):
+        for epoch in part:
+            if epoch in seen:
+                log.warning(
+                    "epoch %d is in both %s and %s: counted twice (as it should "
+                    "be only if they come from different runs)",
+                    epoch,
+                    seen[epoch],
+                    path,
+                )
+            seen[epoch] = path
     try:
-        state = average_state_dicts([c["state_dict"] for c in ckpts])
+        state = average_state_dicts(
+            [c["state_dict"] for c in ckpts], [len(part) for part in parts]
+        )
     except ValueError as err:
         raise CheckpointError(f"cannot average {paths[0]} and the rest: {err}") from err
-    epochs = [int(c.get("epoch", 0)) for c in ckpts]
     payload = _write_average(
         ckpts[-1],
         paths[-1],
@@ -193,6 +223,13 @@ def average_checkpoints(
         out,
     )
     return payload
+
+
+def _epochs_of(ckpt: dict[str, Any]) -> list[int]:
+    # An average stands for the epochs it averages, any other checkpoint for one.
+    if ckpt.get("kind") == "average" and ckpt.get("averaged"):
+        return [int(e) for e in ckpt["averaged"]["epochs"]]
+    return [int(ckpt.get("epoch", 0))]
 
 
 def average_run(

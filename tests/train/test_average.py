@@ -56,3 +56,14 @@ def test_batchnorm_statistics_are_measured_over_every_batch():
     torch.testing.assert_close(model[1].running_var, variances.mean(0))
     assert model[1].momentum == 0.1 and not model.training
     assert recalibrate_batchnorm(nn.Linear(3, 4), batches) == 0  # no pass needed
+
+
+def test_weighted_average_and_bad_weights():
+    a = {"w": torch.tensor([0.0, 4.0])}
+    b = {"w": torch.tensor([4.0, 0.0])}
+    out = average_state_dicts([a, b], [1, 3])
+    assert torch.equal(out["w"], torch.tensor([3.0, 1.0]))
+    with pytest.raises(ValueError, match="one positive weight per state dict"):
+        average_state_dicts([a, b], [1])
+    with pytest.raises(ValueError, match="one positive weight per state dict"):
+        average_state_dicts([a, b], [1, 0])
