@@ -799,7 +799,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train a classifier on a dataset",
         description="Train on a dataset's train split (validation carved from it), "
-        "then evaluate the best checkpoint on the test split if there is one.",
+        "then evaluate the best checkpoint (with --average-epochs: the average) on "
+        "the test split if there is one, else on the validation split.",
         formatter_class=_FORMATTER,
     )
     train.add_argument("--out", required=True, help="run folder")
