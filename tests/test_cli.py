@@ -301,6 +301,15 @@ def test_eval_bad_checkpoints(demo_run, tmp_path, capsys):
     assert "cannot be read" in err and len(err.strip().splitlines()) == 1
 
 
+def _train_smoke(capsys, demo_run, out, epochs, *extra):
+    """A successful ``train`` of the smoke model on :func:`_tiny_train`'s shapes."""
+    cache = ["--cache-dir", str(demo_run / "cache")]
+    args = [*_tiny_train(demo_run, out, epochs), *TINY_MODEL, *cache, "--no-progress"]
+    code, stdout, err = _main(capsys, *args, *extra)
+    assert code == 0, err
+    return stdout
+
+
 def _tiny_train(demo_run, out, epochs):
     """``train`` arguments for a few small synthetic shapes of the demo's data."""
     return [
@@ -719,9 +728,7 @@ def test_average_epochs_scores_the_average_and_resume_averages_again(
 ):
     out = tmp_path / "run"
     common = ["--cache-dir", str(demo_run / "cache"), "--no-progress"]
-    args = [*_tiny_train(demo_run, out, 3), *TINY_MODEL, *common]
-    code, stdout, err = _main(capsys, *args, "--average-epochs", "2")
-    assert code == 0, err
+    stdout = _train_smoke(capsys, demo_run, out, 3, "--average-epochs", "2")
     assert "test accuracy of average.pt (epochs 2-3):" in stdout
     assert "average.pt (epochs 2-3)" in stdout.splitlines()[-1]
     results = json.loads((out / "results.json").read_text())
@@ -760,8 +767,7 @@ def test_init_starts_from_a_checkpoints_weights(demo_run, tmp_path, capsys):
 
     common = ["--cache-dir", str(demo_run / "cache"), "--no-progress"]
     first = tmp_path / "first"
-    code, _, err = _main(capsys, *_tiny_train(demo_run, first, 2), *TINY_MODEL, *common)
-    assert code == 0, err
+    _train_smoke(capsys, demo_run, first, 2)
     source = load_checkpoint(first / "last.pt")
     # a rate too small to move the weights: the run starts where the source ended
     tuned = tmp_path / "tuned"
@@ -800,24 +806,15 @@ def test_train_points_resample_and_eval_reads_the_same_validation(
     from itnet_geo.train import evaluate_checkpoint
 
     out = tmp_path / "run"
-    cache = ["--cache-dir", str(demo_run / "cache")]
-    code, _, err = _main(
-        capsys,
-        *_tiny_train(demo_run, out, 2),
-        "--train-points",
-        "256",
-        *TINY_MODEL,
-        *cache,
-        "--no-progress",
-    )
-    assert code == 0, err
+    _train_smoke(capsys, demo_run, out, 2, "--train-points", "256")
     best = load_checkpoint(out / "best.pt")
     assert best["data"]["train_points"] == 256 and best["data"]["num_points"] == 128
     records = [json.loads(line) for line in open(out / "metrics.jsonl")]
     record = next(r for r in records if r["epoch"] == best["epoch"])
     # `eval --split val` scores the validation shapes as training did: one fixed
     # draw of 128 of their 256 points
-    res = evaluate_checkpoint(out / "best.pt", split="val", cache_dir=cache[1])
+    cache = demo_run / "cache"
+    res = evaluate_checkpoint(out / "best.pt", split="val", cache_dir=cache)
     assert res.loss == pytest.approx(record["val_loss"], rel=1e-5)
     assert res.accuracy == record["val_acc"]
 
@@ -826,19 +823,9 @@ def test_an_average_counts_as_the_epochs_it_averages(demo_run, tmp_path, capsys)
     from itnet_geo.train import average_checkpoints
 
     out = tmp_path / "run"
-    cache = ["--cache-dir", str(demo_run / "cache")]
-    code, _, err = _main(
-        capsys,
-        *_tiny_train(demo_run, out, 4),
-        "--keep-epochs",
-        "3",
-        *TINY_MODEL,
-        *cache,
-        "--no-progress",
-    )
-    assert code == 0, err
+    _train_smoke(capsys, demo_run, out, 4, "--keep-epochs", "3")
     two, three, four = sorted((out / "epochs").iterdir())
-    kw = {"cache_dir": cache[1]}
+    kw = {"cache_dir": demo_run / "cache"}
     average_checkpoints([two, three], tmp_path / "part.pt", **kw)
     extended = average_checkpoints(
         [tmp_path / "part.pt", four], tmp_path / "a.pt", **kw
