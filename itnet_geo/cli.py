@@ -341,6 +341,12 @@ def _train_settings(args: argparse.Namespace, kind: str) -> tuple[Any, Any, dict
     budget = pick("time_budget", None)
     budget = None if budget is None else parse_duration(budget)
     epochs = pick("epochs", None if budget is not None else 100)
+    if pick("average_epochs", 0) and budget is not None and args.time_budget is None:
+        raise ValueError(
+            f"--average-epochs needs a fixed number of epochs, and --preset "
+            f"{args.preset} plans to a time budget: take its model with "
+            f"--model-preset {preset.get('model_preset', args.preset)} and give --epochs"
+        )
     root = args.root
     if root is None:
         if kind != "synthetic":

@@ -125,6 +125,17 @@ def test_train_settings_from_preset_and_flags(tmp_path):
             ["train", "--dataset", "synthetic", "--out", "o", "--preset", "gpu-1d"],
             "unknown preset",
         ),
+        (
+            ["train", "--dataset", "synthetic", "--out", "o", "--preset", "cpu-1h"]
+            + ["--average-epochs", "5"],
+            "--preset cpu-1h plans to a time budget: take its model with "
+            "--model-preset cpu-1h and give --epochs",
+        ),
+        (
+            ["train", "--dataset", "synthetic", "--out", "o", "--time-budget", "1h"]
+            + ["--average-epochs", "5"],
+            "average_epochs needs a fixed number of epochs, not a time budget",
+        ),
     ],
 )
 def test_bad_arguments_fail_with_one_line(capsys, argv, message):
