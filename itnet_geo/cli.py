@@ -155,7 +155,8 @@ def _add_train_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
         default=None,
         metavar="AUG",
         help="batch augmentation: rotate-x|y|z|so3, scale[:lo:hi], shift[:max], "
-        "jitter[:sigma[:clip]], dropout[:max]; default per dataset",
+        "jitter[:sigma[:clip]], dropout[:max], cutmix[:prob[:beta]] (PointCutMix, "
+        "mixes labels too); default per dataset",
     )
     g.add_argument(
         "--votes",
@@ -345,7 +346,8 @@ def _train_settings(args: argparse.Namespace, kind: str) -> tuple[Any, Any, dict
         raise ValueError(
             f"--average-epochs needs a fixed number of epochs, and --preset "
             f"{args.preset} plans to a time budget: take its model with "
-            f"--model-preset {preset.get('model_preset', args.preset)} and give --epochs"
+            f"--model-preset {preset.get('model_preset', args.preset)} and give "
+            "--epochs"
         )
     root = args.root
     if root is None:

@@ -50,6 +50,7 @@ from itnet_geo.train.loop import (
     TrainConfig,
     fit,
     make_optimizer,
+    mixed_cross_entropy,
 )
 from itnet_geo.train.metrics import class_accuracy, confusion_matrix, overall_accuracy
 from itnet_geo.train.plots import plot_confusion, plot_curves
@@ -69,6 +70,7 @@ __all__ = [
     "FitResult",
     "NonFiniteLossError",
     "make_optimizer",
+    "mixed_cross_entropy",
     "evaluate",
     "EvalResult",
     "write_predictions",

@@ -22,6 +22,7 @@ from itnet_geo.datasets import MeshFolder, ModelNet, SyntheticShapes, detect_lay
 from itnet_geo.transforms import (
     MeshToGraph,
     NormalizeUnitSphere,
+    PointCutMix,
     RandomAnisotropicScale,
     RandomJitter,
     RandomPointDropout,
@@ -326,7 +327,9 @@ def build_augment(names: Sequence[str]) -> Optional[Compose]:
     rotation), ``scale[:lo:hi]`` (anisotropic, default ``2/3:3/2``),
     ``shift[:max]`` (per-shape translation, default ``0.2``),
     ``jitter[:sigma[:clip]]`` (default ``0.01:0.05``), ``dropout[:max_ratio]``
-    (default ``0.875``). An empty list gives :obj:`None`.
+    (default ``0.875``), ``cutmix[:prob[:beta]]`` (:class:`PointCutMix`, default
+    ``1:1``; put it before ``dropout``, it needs clouds of one size). An empty
+    list gives :obj:`None`.
     """
     out = []
     for item in names:
@@ -342,10 +345,12 @@ def build_augment(names: Sequence[str]) -> Optional[Compose]:
             out.append(RandomJitter(*args[:2]))
         elif name == "dropout":
             out.append(RandomPointDropout(*args[:1]))
+        elif name == "cutmix":
+            out.append(PointCutMix(*args[:2]))
         else:
             raise ValueError(
                 f"unknown augmentation {name!r}; use rotate-x|y|z|so3, scale, "
-                "shift, jitter, dropout"
+                "shift, jitter, dropout, cutmix"
             )
     return Compose(out) if out else None
 

@@ -289,6 +289,34 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     )
 
 
+def mixed_cross_entropy(
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    label_smoothing: float = 0.0,
+    partner: Optional[torch.Tensor] = None,
+    lam: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    r"""Cross-entropy of a batch, of a mixed batch when :obj:`partner` is given.
+
+    .. math::
+        \ell = \frac1B \sum_a (1 - \lambda_a)\,
+            \mathrm{CE}(z_a, y_a) + \lambda_a\, \mathrm{CE}(z_a, y_{b(a)})
+
+    for clouds mixed by :class:`~itnet_geo.transforms.PointCutMix` (a share
+    :math:`\lambda_a` of cloud :math:`a`'s points from cloud :math:`b(a)`,
+    the batch's ``mix_lambda`` and ``mix_partner``); plain cross-entropy
+    without them. Label smoothing applies to both terms.
+    """
+    if partner is None or lam is None:
+        return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    own = F.cross_entropy(logits, y, label_smoothing=label_smoothing, reduction="none")
+    other = F.cross_entropy(
+        logits, y[partner], label_smoothing=label_smoothing, reduction="none"
+    )
+    lam = lam.to(own.dtype)
+    return ((1 - lam) * own + lam * other).mean()
+
+
 def _shard(dataset: Dataset, rank: int, world_size: int) -> Dataset:
     if world_size <= 1:
         return dataset
@@ -802,8 +830,12 @@ class _Trainer:
             batch = self.prepare(batch)
         y = batch.y.view(-1)
         logits = self.model(batch)
-        loss = F.cross_entropy(
-            logits.float(), y, label_smoothing=self.config.label_smoothing
+        loss = mixed_cross_entropy(
+            logits.float(),
+            y,
+            self.config.label_smoothing,
+            getattr(batch, "mix_partner", None),
+            getattr(batch, "mix_lambda", None),
         )
         if check:
             bad = torch.tensor([0.0 if bool(torch.isfinite(loss)) else 1.0])
@@ -1164,4 +1196,5 @@ __all__ = [
     "NonFiniteLossError",
     "fit",
     "make_optimizer",
+    "mixed_cross_entropy",
 ]

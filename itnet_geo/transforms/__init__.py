@@ -12,6 +12,7 @@ from itnet_geo.transforms.mesh_to_graph import (
     heat_kernel_signature,
 )
 from itnet_geo.transforms.normalize_unit_sphere import NormalizeUnitSphere
+from itnet_geo.transforms.point_cutmix import PointCutMix
 from itnet_geo.transforms.random_anisotropic_scale import RandomAnisotropicScale
 from itnet_geo.transforms.random_jitter import RandomJitter
 from itnet_geo.transforms.random_point_dropout import RandomPointDropout
@@ -29,6 +30,7 @@ __all__ = [
     "RandomShift",
     "RandomJitter",
     "RandomPointDropout",
+    "PointCutMix",
     "MeshToGraph",
     "sample_surface",
     "cotangent_laplacian",

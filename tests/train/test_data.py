@@ -48,13 +48,18 @@ def test_carve_split_keeps_tiny_classes_in_train():
 
 
 def test_augment_names():
-    aug = build_augment(["rotate-z", "scale:0.8:1.25", "jitter:0.01", "dropout:0.5"])
+    aug = build_augment(
+        ["cutmix:0.5:2", "rotate-z", "scale:0.8:1.25", "jitter:0.01", "dropout:0.5"]
+    )
     assert [type(t).__name__ for t in aug.transforms] == [
+        "PointCutMix",
         "RandomRotate",
         "RandomAnisotropicScale",
         "RandomJitter",
         "RandomPointDropout",
     ]
+    assert (aug.transforms[0].prob, aug.transforms[0].beta) == (0.5, 2.0)
+    assert vote_augment(["cutmix", "scale"]) == ("scale:0.8:1.25",)  # not at test
     assert build_augment([]) is None
     with pytest.raises(ValueError, match="unknown augmentation"):
         build_augment(["flip"])

@@ -14,6 +14,7 @@ from itnet_geo.train import (
     average_state_dicts,
     fit,
     load_checkpoint,
+    mixed_cross_entropy,
 )
 from itnet_geo.train import loop as loop_module
 from itnet_geo.transforms import SubsamplePoints
@@ -355,3 +356,43 @@ def test_budget_too_small_is_a_clear_error(tmp_path, data, clock):
 def test_planned_epochs_cover_partial_last_epoch(tmp_path, data, clock):
     result = _budget_run(tmp_path, data, clock, budget=9.0)
     assert result.epochs == math.ceil(result.steps / 3)
+
+
+def test_mixed_cross_entropy_weighs_both_labels():
+    torch.manual_seed(0)
+    logits, y = torch.randn(4, 3), torch.tensor([0, 1, 2, 1])
+    partner, lam = torch.tensor([1, 0, 3, 2]), torch.tensor([0.0, 1.0, 0.25, 0.25])
+    out = mixed_cross_entropy(logits, y, 0.1, partner, lam)
+    ce = torch.nn.functional.cross_entropy
+    own = ce(logits, y, label_smoothing=0.1, reduction="none")
+    other = ce(logits, y[partner], label_smoothing=0.1, reduction="none")
+    expected = torch.stack(
+        [
+            own[0],
+            other[1],
+            0.75 * own[2] + 0.25 * other[2],
+            0.75 * own[3] + 0.25 * other[3],
+        ]
+    ).mean()
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(
+        mixed_cross_entropy(logits, y, 0.1), ce(logits, y, label_smoothing=0.1)
+    )
+
+
+def test_training_with_cutmix_learns(tmp_path, data, monkeypatch):
+    mixed = []
+
+    def recording(logits, y, label_smoothing=0.0, partner=None, lam=None):
+        mixed.append(partner is not None)
+        return mixed_cross_entropy(logits, y, label_smoothing, partner, lam)
+
+    monkeypatch.setattr(loop_module, "mixed_cross_entropy", recording)
+    config = TrainConfig(
+        epochs=8, batch_size=8, lr=1e-2, label_smoothing=0.0, augment=("cutmix:0.5",)
+    )
+    _, result = _run(tmp_path, data, config)
+    assert 0 < sum(mixed) < len(mixed)  # about half the batches mixed
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+    assert result.history[-1]["val_acc"] > 0.5
