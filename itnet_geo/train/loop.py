@@ -790,7 +790,9 @@ class _Trainer:
         self.history = [dict(h) for h in ckpt.get("history", [])]
         average = ckpt.get("average")
         if average is not None:
-            self.average = dict(average["state_dict"])
+            self.average = {
+                k: v.to(self.device) for k, v in average["state_dict"].items()
+            }
             self.averaged_epochs = [int(e) for e in average["epochs"]]
         self.schedule = WarmupCosine(self.config.lr, max(self.total_steps, 1))
         self.schedule.load_state_dict(ckpt["schedule"])
@@ -928,7 +930,8 @@ class _Trainer:
             for key, value in state.items():
                 mean = self.average[key]
                 if mean.is_floating_point():
-                    mean.add_(value.detach().to(mean.dtype).sub(mean), alpha=1.0 / n)
+                    value = value.detach().to(mean.device, mean.dtype)
+                    mean.add_(value.sub(mean), alpha=1.0 / n)
                 else:
                     mean.copy_(value)
 
