@@ -26,6 +26,21 @@ def graph_index(data: Data) -> tuple[Optional[Tensor], int]:
     return batch, num_graphs
 
 
+def graph_sizes(data: Data, name: str) -> Tensor:
+    r"""Nodes per graph of :obj:`data` (one entry for a plain graph), on the CPU.
+
+    Raises:
+        ValueError: A batch whose graphs' nodes are not contiguous and in
+            order (the message names the transform :obj:`name`).
+    """
+    batch, num_graphs = graph_index(data)
+    if batch is None:
+        return torch.tensor([data.num_nodes])
+    if not bool((batch[1:] >= batch[:-1]).all()):
+        raise ValueError(f"{name} needs the nodes of a batch in order")
+    return torch.bincount(batch.cpu(), minlength=num_graphs)
+
+
 def per_node(value: Tensor, batch: Optional[Tensor], num_nodes: int) -> Tensor:
     r"""Broadcast one row per graph (:obj:`value` of shape ``(B, ...)``) to nodes."""
     if batch is None:

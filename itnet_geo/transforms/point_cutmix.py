@@ -6,7 +6,7 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
-from itnet_geo.transforms._batch import graph_index
+from itnet_geo.transforms._batch import graph_index, graph_sizes
 
 #: Point-level attributes that travel with the points they belong to.
 _POINT_ATTRS = ("pos", "normal", "x")
@@ -61,15 +61,13 @@ class PointCutMix(BaseTransform):
         batch, num_graphs = graph_index(data)
         if batch is None or num_graphs < 2:
             return data
-        counts = torch.bincount(batch.cpu(), minlength=num_graphs)
+        counts = graph_sizes(data, "PointCutMix")
         size = int(counts[0])
         if not bool((counts == size).all()):
             raise ValueError(
                 "PointCutMix needs clouds of one size, got sizes "
                 f"{sorted(set(counts.tolist()))}"
             )
-        if not bool((batch[1:] >= batch[:-1]).all()):
-            raise ValueError("PointCutMix needs the nodes of a batch in order")
         if float(torch.rand(())) >= self.prob:
             return data
         lam = torch.distributions.Beta(self.beta, self.beta).sample()

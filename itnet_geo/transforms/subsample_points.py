@@ -8,7 +8,7 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
-from itnet_geo.transforms._batch import graph_index, set_ptr
+from itnet_geo.transforms._batch import graph_index, graph_sizes, set_ptr
 
 
 class SubsamplePoints(BaseTransform):
@@ -61,13 +61,8 @@ class SubsamplePoints(BaseTransform):
         generator = None
         if self.seed is not None:
             generator = torch.Generator().manual_seed(self.seed)
-        batch, num_graphs = graph_index(data)
-        if batch is None:
-            counts = torch.tensor([num_nodes])
-        else:
-            if not bool((batch[1:] >= batch[:-1]).all()):
-                raise ValueError("SubsamplePoints needs the nodes of a batch in order")
-            counts = torch.bincount(batch.cpu(), minlength=num_graphs)
+        batch, _ = graph_index(data)
+        counts = graph_sizes(data, "SubsamplePoints")
         if int(counts.max()) <= self.num:
             return data
         keep = torch.zeros(num_nodes, dtype=torch.bool)
