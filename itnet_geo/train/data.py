@@ -242,6 +242,8 @@ def build_train_val(
             spec, num_points=spec.train_points, train_points=None
         )
     full = build_split(dense, "train", progress)
+    if spec.train_points is not None:
+        _check_dense(full, spec)
     if spec.val_fraction > 0:
         train, val = carve_split(full, spec.val_fraction, spec.val_seed)
     else:
@@ -251,6 +253,35 @@ def build_train_val(
         if val is not None:
             val.transform = SubsamplePoints(spec.num_points, seed=spec.seed)
     return train, val
+
+
+def _point_counts(dataset: Dataset) -> torch.Tensor:
+    r"""The number of points (``pos`` rows) of each shape of :obj:`dataset`, in order."""
+    data = getattr(dataset, "_data", None)
+    slices = getattr(dataset, "slices", None) or {}
+    if data is not None and "pos" in slices:
+        index = torch.as_tensor(list(dataset.indices()), dtype=torch.long)
+        return slices["pos"].diff()[index]
+    counts = [dataset.get(int(i)).pos.size(0) for i in dataset.indices()]
+    return torch.tensor(counts, dtype=torch.long)
+
+
+def _check_dense(dataset: Dataset, spec: DataSpec) -> None:
+    # Stored clouds are read with at most train_points points: where a source
+    # holds fewer, resampling would silently draw (nearly) the same points.
+    counts = _point_counts(dataset)
+    short = torch.nonzero(counts < spec.train_points).view(-1)
+    if short.numel() == 0:
+        return
+    first = int(short[0])
+    name = shape_names(dataset)[first]
+    raise ValueError(
+        f"train_points={spec.train_points}: {short.numel()} of {len(counts)} "
+        f"training shapes under {spec.root} have fewer points (the first, {name}, "
+        f"has {int(counts[first])}; the densest has {int(counts.max())}), so there "
+        f"is nothing to resample them from; point resampling needs meshes or "
+        f"clouds of at least {spec.train_points} points"
+    )
 
 
 def labels_of(dataset: Dataset) -> torch.Tensor:

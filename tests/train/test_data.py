@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from _train_fakes import Blobs
@@ -137,3 +138,22 @@ def test_train_points_resample_training_shapes_and_fix_validation(tmp_path):
         DataSpec(num_points=32, train_points=32, **common)
     with pytest.raises(ValueError, match="not meshes"):
         DataSpec(kind="shrec16", root=".", input="mesh", train_points=2048)
+
+
+def test_train_points_refuses_clouds_stored_with_fewer_points(tmp_path):
+    # Stored clouds of 48 points (one of 40): nothing to draw other 32 from.
+    root = tmp_path / "ModelNet10"
+    rng = np.random.default_rng(0)
+    for c in ("chair", "desk"):
+        for i in range(1, 4):
+            n = 40 if (c, i) == ("desk", 2) else 48
+            path = root / c / "train" / f"{c}_{i:04d}.npy"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, rng.standard_normal((n, 3)).astype(np.float32))
+    spec = dict(kind="modelnet10", root=root, cache_dir=tmp_path / "cache")
+    train, _ = build_train_val(DataSpec(num_points=32, train_points=40, **spec), False)
+    assert train[0].pos.shape == (32, 3)
+    message = r"train_points=48: 1 of 6 .*desk/train/desk_0002.npy, has 40.* 48\)"
+    with pytest.raises(ValueError, match=message):
+        build_train_val(DataSpec(num_points=32, train_points=48, **spec), False)
+
