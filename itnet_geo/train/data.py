@@ -256,7 +256,7 @@ def build_train_val(
 
 
 def _point_counts(dataset: Dataset) -> torch.Tensor:
-    r"""The number of points (``pos`` rows) of each shape of :obj:`dataset`, in order."""
+    r"""The number of points (``pos`` rows) of each shape of :obj:`dataset`."""
     data = getattr(dataset, "_data", None)
     slices = getattr(dataset, "slices", None) or {}
     if data is not None and "pos" in slices:
