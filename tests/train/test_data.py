@@ -156,4 +156,3 @@ def test_train_points_refuses_clouds_stored_with_fewer_points(tmp_path):
     message = r"train_points=48: 1 of 6 .*desk/train/desk_0002.npy, has 40.* 48\)"
     with pytest.raises(ValueError, match=message):
         build_train_val(DataSpec(num_points=32, train_points=48, **spec), False)
-
