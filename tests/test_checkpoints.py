@@ -32,6 +32,7 @@ def test_checkpoint_loads_with_weights_only_and_rebuilds(path):
         ("shrec16_mesh_itnet_holdout.pt", "shrec_16", 120),
         ("modelnet40_itnet_cpu1h.pt", "ModelNet40", 985),
         ("modelnet40_itnet_cpu1h_100ep.pt", "ModelNet40", 985),
+        ("modelnet40_itnet_default_150ep.pt", "ModelNet40", 985),
     ],
 )
 def test_checkpoint_reproduces_its_validation_accuracy(
