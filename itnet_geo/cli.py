@@ -629,6 +629,26 @@ def _cmd_average(args: argparse.Namespace, clock_start: float) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace, clock_start: float) -> int:
+    from itnet_geo.train.compare import compare_runs, format_table
+
+    rows = compare_runs(
+        args.runs,
+        out=args.out,
+        last=args.last,
+        at_epoch=args.at_epoch,
+        labels=args.labels,
+    )
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+    else:
+        print(format_table(rows))
+    if args.out is not None:
+        print(f"plot: {args.out}", file=sys.stderr)
+    return 0
+
+
 # -- bench ----------------------------------------------------------------------------
 
 
@@ -888,6 +908,39 @@ def build_parser() -> argparse.ArgumentParser:
     avg.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     avg.add_argument("--progress", action="store_true", help="show a progress bar")
     avg.set_defaults(func=_cmd_average)
+
+    cmp = sub.add_parser(
+        "compare",
+        help="compare training runs: a table and a plot of their curves",
+        description="Compare training runs side by side: epochs, run clock, "
+        "throughput, best validation accuracy, the best within and the accuracy at "
+        "the epoch all runs have reached (equal training), the mean of the last "
+        "epochs; with --out, validation accuracy against epoch and against wall "
+        "time and the training loss in one PNG. A run is its directory, its "
+        "metrics.jsonl or its last.pt.",
+        formatter_class=_FORMATTER,
+    )
+    cmp.add_argument("runs", nargs="+", metavar="RUN")
+    cmp.add_argument("--out", default=None, metavar="PNG", help="write the plot there")
+    cmp.add_argument(
+        "--at-epoch",
+        type=int,
+        default=None,
+        help="compare at this epoch (default: the last one every run has reached)",
+    )
+    cmp.add_argument(
+        "--last", type=int, default=10, help="epochs of the mean-of-last column"
+    )
+    cmp.add_argument(
+        "--labels",
+        nargs="+",
+        default=None,
+        help="one name per run (default: its directory)",
+    )
+    cmp.add_argument(
+        "--json", action="store_true", help="one JSON line per run instead of a table"
+    )
+    cmp.set_defaults(func=_cmd_compare)
 
     bench = sub.add_parser(
         "bench",

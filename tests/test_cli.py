@@ -863,3 +863,26 @@ def test_average_refuses_checkpoints_of_different_models(demo_run, tmp_path, cap
     assert code == cli.EXIT_FAILURE
     assert "not the same model" in err and runs[1] in err
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_compare_reads_a_run_directory_and_its_last_checkpoint(
+    demo_run, tmp_path, capsys
+):
+    run = demo_run / "run"
+    png = tmp_path / "cmp.png"
+    argv = ["compare", str(run), str(run / "last.pt"), "--labels", "dir", "ckpt"]
+    code, out, err = _main(capsys, *argv, "--out", str(png), "--json")
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["run"] for r in rows] == ["dir", "ckpt"]
+    history = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+    assert rows[0] == {**rows[1], "run": "dir"}
+    assert rows[0]["epochs"] == history[-1]["epoch"]
+    assert rows[0]["best"] == max(h["val_acc"] for h in history)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    code, out, _ = _main(capsys, "compare", str(run), "--last", "1")
+    assert code == 0 and out.startswith("| run | epochs |")
+    assert f"\n| run | {rows[0]['epochs']} |" in out  # a row named by its directory
+    code, _, err = _main(capsys, "compare", str(run / "best.pt"))
+    assert code == cli.EXIT_FAILURE
+    assert "best.pt carries no training history" in err

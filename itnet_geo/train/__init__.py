@@ -3,7 +3,8 @@ r"""Training, evaluation, checkpoints and plots for itnet_geo models.
 :func:`fit` is the loop (seeded, resumable, time-budgeted, DDP-ready),
 :func:`evaluate` scores a model (with voting), :func:`train_run` and
 :func:`evaluate_checkpoint` are what ``itnet-geo train`` / ``eval`` run,
-:func:`average_checkpoints` what ``itnet-geo average`` runs.
+:func:`average_checkpoints` what ``itnet-geo average`` runs,
+:func:`compare_runs` what ``itnet-geo compare`` runs.
 """
 
 from itnet_geo.train.average import (
@@ -24,6 +25,7 @@ from itnet_geo.train.checkpoint import (
     seed_everything,
     set_rng_state,
 )
+from itnet_geo.train.compare import compare_runs, load_history, summarize
 from itnet_geo.train.data import (
     DATASET_KINDS,
     DEFAULT_AUGMENT,
@@ -92,6 +94,9 @@ __all__ = [
     "seed_everything",
     "plot_curves",
     "plot_confusion",
+    "compare_runs",
+    "load_history",
+    "summarize",
     "DataSpec",
     "DATASET_KINDS",
     "DEFAULT_AUGMENT",
