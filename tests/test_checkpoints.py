@@ -12,6 +12,7 @@ from itnet_geo.nn.models import build_model
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 CHECKPOINTS = sorted(CHECKPOINT_DIR.glob("*.pt"))
+HISTORIES = sorted(CHECKPOINT_DIR.glob("*.metrics.jsonl"))
 
 
 @pytest.mark.parametrize("path", CHECKPOINTS, ids=[p.name for p in CHECKPOINTS])
@@ -22,6 +23,19 @@ def test_checkpoint_loads_with_weights_only_and_rebuilds(path):
     model = build_model(ckpt["model"]["name"], **ckpt["model"]["kwargs"])
     model.load_state_dict(ckpt["state_dict"])  # strict: every key matches
     assert len(ckpt["classes"]) == model.config["num_classes"]
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.name for p in HISTORIES])
+def test_shipped_history_is_the_checkpoint_run(path):
+    """`X.metrics.jsonl` is the training history of `X.pt`: its best epoch is X."""
+    from itnet_geo.train import load_history, summarize
+
+    name = path.name.replace(".metrics.jsonl", ".pt")
+    ckpt = torch.load(path.with_name(name), weights_only=True)
+    summary = summarize(load_history(path))
+    assert summary["epochs"] == ckpt["train"]["epochs"]
+    assert summary["best_epoch"] == ckpt["epoch"] == ckpt["best"]["epoch"]
+    assert summary["best"] == ckpt["best"]["accuracy"]
 
 
 @pytest.mark.slow

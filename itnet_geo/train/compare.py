@@ -176,7 +176,10 @@ def _labels(sources: Sequence[str | os.PathLike]) -> list[str]:
         path = Path(source).resolve()
         if path.name in (_METRICS_FILE, "last.pt"):  # named by its run directory
             return path.parent.name
-        return path.stem if path.suffix == ".pt" else path.name
+        for suffix in ("." + _METRICS_FILE, ".jsonl", ".pt"):  # X.metrics.jsonl: X
+            if path.is_file() and path.name.endswith(suffix):
+                return path.name[: -len(suffix)]
+        return path.name
 
     labels = [name(s) for s in sources]
     if len(set(labels)) < len(labels):  # two runs of one name: their paths

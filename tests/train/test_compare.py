@@ -81,6 +81,16 @@ def test_compare_runs_at_the_epoch_all_have_reached(tmp_path):
     assert rows[0]["acc_at"] == 0.7 and rows[1]["acc_at"] == 0.7
 
 
+def test_a_history_file_is_labelled_by_its_name(tmp_path):
+    run = _write_run(tmp_path / "run", _history([0.5]))
+    shipped = tmp_path / "model_x.metrics.jsonl"
+    shipped.write_bytes((run / "metrics.jsonl").read_bytes())
+    rows = compare_runs([shipped, run / "metrics.jsonl"])
+    assert [r["run"] for r in rows] == ["model_x", "run"]
+    sources = [shipped, run / "metrics.jsonl", run]  # two named "run": all by path
+    assert [r["run"] for r in compare_runs(sources)] == [str(s) for s in sources]
+
+
 def test_runs_of_one_name_are_labelled_by_path(tmp_path):
     a = _write_run(tmp_path / "1" / "run", _history([0.5]))
     b = _write_run(tmp_path / "2" / "run", _history([0.6]))
