@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from itnet_geo.train.checkpoint import CheckpointError, load_checkpoint
+from itnet_geo.train.loop import LAST_FILE, METRICS_FILE
 from itnet_geo.train.plots import _figure, _save
-
-_METRICS_FILE = "metrics.jsonl"
 
 
 def load_history(source: str | os.PathLike) -> list[dict[str, Any]]:
@@ -41,10 +40,10 @@ def load_history(source: str | os.PathLike) -> list[dict[str, Any]]:
     """
     path = Path(source)
     if path.is_dir():
-        path = path / _METRICS_FILE
+        path = path / METRICS_FILE
         if not path.is_file():
             raise FileNotFoundError(
-                f"{source}: no {_METRICS_FILE} in this directory (is it a run "
+                f"{source}: no {METRICS_FILE} in this directory (is it a run "
                 "directory of `itnet-geo train`?)"
             )
     elif not path.exists():
@@ -113,6 +112,19 @@ def _accuracies(history: Sequence[Mapping[str, Any]]) -> list[tuple[int, float]]
     ]
 
 
+def _best(history: Sequence[Mapping[str, Any]]) -> tuple[int, float]:
+    def key(h: Mapping[str, Any]) -> tuple[float, float, int]:
+        loss = h.get("val_loss")
+        return (
+            float(h["val_acc"]),
+            -float(loss) if loss is not None else 0.0,
+            -h["epoch"],
+        )
+
+    best = max((h for h in history if h.get("val_acc") is not None), key=key)
+    return int(best["epoch"]), float(best["val_acc"])
+
+
 def summarize(
     history: Sequence[Mapping[str, Any]], last: int = 10, at_epoch: Optional[int] = None
 ) -> dict[str, Any]:
@@ -121,18 +133,19 @@ def summarize(
     Args:
         history: The run's records.
         last (int): The mean validation accuracy is taken over the last
-            :obj:`last` validated epochs (or within the first :obj:`at_epoch`).
+            :obj:`last` validated epochs.
         at_epoch (int, optional): Also report the best validation accuracy
             within epochs ``1..at_epoch`` and the accuracy at :obj:`at_epoch`
             (comparing runs at equal training).
 
     Returns:
         dict: ``epochs``, ``hours`` (run clock, all sessions), ``best``
-        (accuracy) and ``best_epoch``, ``mean_last`` (over ``last_epochs``
-        epochs), ``final`` (the last validated epoch's accuracy),
-        ``clouds_per_s`` (median), and with :obj:`at_epoch` ``at_epoch``,
-        ``best_at`` and ``acc_at``. Accuracies are fractions, :obj:`None`
-        when the run has no validation split.
+        (accuracy) and ``best_epoch`` (chosen as training chooses ``best.pt``:
+        the highest accuracy, then the lowest loss, then the earliest),
+        ``mean_last`` (over ``last_epochs`` epochs), ``final`` (the last
+        validated epoch's accuracy), ``clouds_per_s`` (median), and with
+        :obj:`at_epoch` ``at_epoch``, ``best_at`` and ``acc_at``. Accuracies
+        are fractions, :obj:`None` when the run has no validation split.
     """
     if last < 1:
         raise ValueError(f"last must be at least 1, got {last}")
@@ -151,7 +164,7 @@ def summarize(
         "clouds_per_s": speeds[len(speeds) // 2] if speeds else None,
     }
     if acc:
-        best_epoch, best = max(acc, key=lambda ea: (ea[1], -ea[0]))
+        best_epoch, best = _best(history)
         tail = acc[-last:]
         out.update(
             best=best,
@@ -174,9 +187,9 @@ def summarize(
 def _labels(sources: Sequence[str | os.PathLike]) -> list[str]:
     def name(source: str | os.PathLike) -> str:
         path = Path(source).resolve()
-        if path.name in (_METRICS_FILE, "last.pt"):  # named by its run directory
+        if path.name in (METRICS_FILE, LAST_FILE):  # named by its run directory
             return path.parent.name
-        for suffix in ("." + _METRICS_FILE, ".jsonl", ".pt"):  # X.metrics.jsonl: X
+        for suffix in ("." + METRICS_FILE, ".jsonl", ".pt"):  # X.metrics.jsonl: X
             if path.is_file() and path.name.endswith(suffix):
                 return path.name[: -len(suffix)]
         return path.name

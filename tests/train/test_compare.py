@@ -46,9 +46,12 @@ def test_summary_reports_best_mean_of_last_and_equal_training():
     assert s["clouds_per_s"] == 43.0  # the median
 
 
-def test_summary_keeps_the_earliest_of_equal_bests():
-    s = summarize(_history([0.9, 0.7, 0.9]))
-    assert s["best_epoch"] == 1
+def test_summary_picks_the_best_epoch_as_training_picks_best_pt():
+    # the highest accuracy, then the lowest validation loss, then the earliest
+    history = _history([0.9, 0.7, 0.9, 0.9], val_loss=0.5)
+    assert summarize(history)["best_epoch"] == 1
+    history[2]["val_loss"] = 0.4
+    assert summarize(history)["best_epoch"] == 3
 
 
 def test_summary_of_a_run_without_validation():
