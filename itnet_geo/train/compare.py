@@ -214,12 +214,16 @@ def plot_comparison(
 
     fig = _figure(13, 3.8)
     by_epoch, by_hour, loss = fig.subplots(1, 3)
+    # The interesting range is the top: the accuracy axes start near the runs'
+    # values after their first quarter rather than at the first epoch's.
+    lows: list[float] = []
     for label, history in histories.items():
         acc = [
             (int(h["epoch"]), 100 * float(h["val_acc"]), t)
             for h, t in zip(history, run_clock(history), strict=True)
             if h.get("val_acc") is not None
         ]
+        lows += [a for _, a, _ in acc[len(acc) // 4 :]]
         (line,) = by_epoch.plot(
             [e for e, _, _ in acc], [a for _, a, _ in acc], label=label, linewidth=1.2
         )
@@ -245,13 +249,6 @@ def plot_comparison(
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.get_lines():
             ax.legend(fontsize=8)
-    # The interesting range is the top: start the accuracy axes near the runs' late
-    # values rather than at the first epoch's.
-    lows = [
-        100 * a
-        for history in histories.values()
-        for _, a in _accuracies(history)[len(_accuracies(history)) // 4 :]
-    ]
     if lows:
         for ax in (by_epoch, by_hour):
             top = ax.get_ylim()[1]
