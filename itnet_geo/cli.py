@@ -847,12 +847,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser(
         "eval",
-        help="evaluate a checkpoint; prints one JSON line",
-        description="Evaluate a checkpoint on a split of a data root laid out like "
-        'the training one; prints {"accuracy": .., "class_accuracy": .., "n": ..}.',
+        help="evaluate a checkpoint (or an ensemble); prints one JSON line",
+        description="Evaluate a checkpoint, or the ensemble of several, on a split "
+        "of a data root laid out like the training one; prints "
+        '{"accuracy": .., "class_accuracy": .., "n": ..}.',
         formatter_class=_FORMATTER,
     )
-    ev.add_argument("--checkpoint", required=True, help="best.pt or last.pt")
+    ev.add_argument(
+        "--checkpoint",
+        required=True,
+        nargs="+",
+        metavar="FILE",
+        help="best.pt or last.pt; several score as an ensemble (the mean of their "
+        "class probabilities)",
+    )
     ev.add_argument(
         "--root", default=None, help="data folder (default: the training root)"
     )

@@ -61,6 +61,17 @@ def test_checkpoint_reproduces_its_validation_accuracy(
 
 @pytest.mark.slow
 @pytest.mark.realdata
+def test_ensemble_of_the_long_modelnet40_models(shared_data, tmp_path):
+    """The README's ensemble figure: 908 of the 985 validation shapes."""
+    names = ["modelnet40_itnet_cpu1h_100ep.pt", "modelnet40_itnet_default_150ep.pt"]
+    paths = [CHECKPOINT_DIR / name for name in names]
+    result = _eval(paths, shared_data / "ModelNet40", "val", tmp_path)
+    assert result["n"] == 985
+    assert result["accuracy"] == pytest.approx(908 / 985)
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
 def test_shrec_checkpoint_trained_on_all_of_train(shared_data, tmp_path):
     """The shipped SHREC model saw all 480 train meshes: no validation, fits them."""
     path = CHECKPOINT_DIR / "shrec16_mesh_itnet.pt"
@@ -71,6 +82,7 @@ def test_shrec_checkpoint_trained_on_all_of_train(shared_data, tmp_path):
 
 
 def _eval(checkpoint, root, split, cache):
+    checkpoints = checkpoint if isinstance(checkpoint, list) else [checkpoint]
     out = subprocess.run(
         [
             sys.executable,
@@ -78,7 +90,7 @@ def _eval(checkpoint, root, split, cache):
             "itnet_geo.cli",
             "eval",
             "--checkpoint",
-            str(checkpoint),
+            *map(str, checkpoints),
             "--root",
             str(root),
             "--split",

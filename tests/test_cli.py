@@ -7,7 +7,7 @@ import torch
 
 from itnet_geo import cli
 from itnet_geo.train import load_checkpoint
-from itnet_geo.train.checkpoint import TRAINING_STATE, build_model
+from itnet_geo.train.checkpoint import TRAINING_STATE, build_model, save_checkpoint
 
 TINY_MODEL = ["--model-preset", "smoke"]
 
@@ -300,6 +300,40 @@ def test_eval_unknown_class_is_a_clear_error(demo_run, tmp_path, capsys):
     )
     assert code == cli.EXIT_FAILURE and out == ""
     assert "banana" in err and len(err.strip().splitlines()) == 1
+
+
+def test_eval_of_several_checkpoints_scores_their_ensemble(demo_run, tmp_path, capsys):
+    run = demo_run / "run"
+    common = ["--root", str(demo_run / "data"), "--cache-dir", str(demo_run / "cache")]
+    best = str(run / "best.pt")
+    # a model twice is that model: same probabilities, same table
+    code, out, err = _main(
+        capsys,
+        "eval",
+        "--checkpoint",
+        best,
+        best,
+        *common,
+        "--predictions",
+        str(tmp_path / "twice.csv"),
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    expected = json.loads((run / "results.json").read_text())
+    assert result["n"] == 8
+    assert result["accuracy"] == pytest.approx(expected["accuracy"])
+    assert _read_csv(tmp_path / "twice.csv") == _read_csv(run / "predictions.csv")
+    # two different models: their mean probability
+    code, out, err = _main(
+        capsys, "eval", "--checkpoint", best, str(run / "last.pt"), *common
+    )
+    assert code == 0, err
+    assert json.loads(out)["n"] == 8
+    other = tmp_path / "other.pt"
+    save_checkpoint(other, {**load_checkpoint(best), "classes": ["a", "b", "c", "d"]})
+    code, out, err = _main(capsys, "eval", "--checkpoint", best, str(other), *common)
+    assert code == cli.EXIT_FAILURE and out == ""
+    assert f"{other} was trained on other classes than {best}" in err
 
 
 def test_eval_bad_checkpoints(demo_run, tmp_path, capsys):
@@ -774,8 +808,6 @@ def test_average_epochs_scores_the_average_and_resume_averages_again(
 
 
 def test_init_starts_from_a_checkpoints_weights(demo_run, tmp_path, capsys):
-    from itnet_geo.train.checkpoint import save_checkpoint
-
     common = ["--cache-dir", str(demo_run / "cache"), "--no-progress"]
     first = tmp_path / "first"
     _train_smoke(capsys, demo_run, first, 2)

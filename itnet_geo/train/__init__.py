@@ -2,7 +2,8 @@ r"""Training, evaluation, checkpoints and plots for itnet_geo models.
 
 :func:`fit` is the loop (seeded, resumable, time-budgeted, DDP-ready),
 :func:`evaluate` scores a model (with voting), :func:`train_run` and
-:func:`evaluate_checkpoint` are what ``itnet-geo train`` / ``eval`` run,
+:func:`evaluate_checkpoint` are what ``itnet-geo train`` / ``eval`` run (an
+:class:`Ensemble` when ``eval`` is given several checkpoints),
 :func:`average_checkpoints` what ``itnet-geo average`` runs,
 :func:`compare_runs` what ``itnet-geo compare`` runs.
 """
@@ -45,6 +46,7 @@ from itnet_geo.train.distributed import (
     dist_info,
     init_distributed,
 )
+from itnet_geo.train.ensemble import Ensemble, ensemble_from_checkpoints
 from itnet_geo.train.evaluate import EvalResult, evaluate, write_predictions
 from itnet_geo.train.loop import (
     FitResult,
@@ -118,6 +120,8 @@ __all__ = [
     "load_datasets",
     "train_run",
     "evaluate_checkpoint",
+    "Ensemble",
+    "ensemble_from_checkpoints",
     "average_checkpoints",
     "average_run",
     "average_state_dicts",

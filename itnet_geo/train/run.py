@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -46,6 +47,7 @@ from itnet_geo.train.distributed import (
     gather_objects,
     init_distributed,
 )
+from itnet_geo.train.ensemble import ensemble_from_checkpoints
 from itnet_geo.train.evaluate import EvalResult, evaluate, write_predictions
 from itnet_geo.train.loop import (
     BEST_FILE,
@@ -494,7 +496,7 @@ def checkpoint_spec(
 
 
 def evaluate_checkpoint(
-    checkpoint: str | os.PathLike,
+    checkpoint: str | os.PathLike | Sequence[str | os.PathLike],
     root: Optional[str | os.PathLike] = None,
     split: str = "test",
     votes: int = 1,
@@ -505,14 +507,18 @@ def evaluate_checkpoint(
     progress: bool = False,
     predictions: Optional[str | os.PathLike] = None,
 ) -> EvalResult:
-    r"""Score a checkpoint on the :obj:`split` of :obj:`root`.
+    r"""Score a checkpoint, or an ensemble of them, on the :obj:`split` of :obj:`root`.
 
     The dataset kind and reading options (points, normals, mesh features …) come
     from the checkpoint. The root's classes are matched to the checkpoint's by
-    name, so a root may hold a subset of them, in any order.
+    name, so a root may hold a subset of them, in any order. Several checkpoints
+    are scored as an :class:`~itnet_geo.train.Ensemble` (the mean of their class
+    probabilities); they must know the same classes and read the data alike, and
+    the first one's training augmentation is the one voted over.
 
     Args:
-        checkpoint (str or os.PathLike): ``best.pt`` or ``last.pt``.
+        checkpoint (str or os.PathLike, or a sequence of them): ``best.pt`` or
+            ``last.pt``; several for an ensemble.
         root (str or os.PathLike, optional): Data folder; default the
             training root. (default: :obj:`None`)
         split (str, optional): ``"test"``, ``"train"`` or ``"val"`` (the
@@ -532,12 +538,19 @@ def evaluate_checkpoint(
             :func:`~itnet_geo.train.write_predictions`). (default: :obj:`None`)
 
     Raises:
-        CheckpointError: Unreadable checkpoint, or classes of :obj:`root` that
-            the checkpoint does not know.
+        CheckpointError: Unreadable checkpoint, classes of :obj:`root` that
+            the checkpoint does not know, or ensemble members that differ in
+            their classes or data.
     """
     if split not in ("test", "train", "val"):
         raise ValueError(f"split must be 'test', 'train' or 'val', got {split!r}")
-    ckpt = load_checkpoint(checkpoint)
+    paths = (
+        [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
+    )
+    if not paths:
+        raise ValueError("no checkpoint to evaluate")
+    ckpts = [load_checkpoint(p) for p in paths]
+    ckpt, checkpoint = ckpts[0], paths[0]
     spec = checkpoint_spec(ckpt, checkpoint, root, cache_dir, dataset)
     if split == "val":
         if spec.val_fraction <= 0:
@@ -556,7 +569,11 @@ def evaluate_checkpoint(
             f"{', ...' if len(classes) > 10 else ''})"
         )
     label_map = torch.tensor([index[c] for c in names], dtype=torch.long)
-    model = model_from_checkpoint(ckpt)
+    model = (
+        model_from_checkpoint(ckpt)
+        if len(ckpts) == 1
+        else ensemble_from_checkpoints(ckpts, paths)
+    )
     train_cfg = ckpt.get("train") or {}
     seed_everything(seed)
     votes, vote_transform = _voting(train_cfg.get("augment", ()), votes)
