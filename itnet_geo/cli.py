@@ -264,7 +264,7 @@ def _add_data_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
         "--normals", action="store_true", help="feed point normals to the model"
     )
     if demo:
-        p.set_defaults(input=None, hks=16, layout="auto")
+        p.set_defaults(input=None, hks=16, hks_eigs=64, layout="auto")
     else:
         d.add_argument(
             "--input",
@@ -274,6 +274,13 @@ def _add_data_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
             "mesh for shrec16, else points",
         )
         d.add_argument("--hks", type=int, default=16, help="mesh input: HKS features")
+        d.add_argument(
+            "--hks-eigs",
+            type=int,
+            default=64,
+            help="mesh input: Laplacian eigenpairs of the HKS (more reach more "
+            "local scales)",
+        )
         d.add_argument("--layout", default="auto", help="ModelNet layout")
     d.add_argument(
         "--val-fraction",
@@ -363,6 +370,7 @@ def _train_settings(args: argparse.Namespace, kind: str) -> tuple[Any, Any, dict
         input=input_kind,
         normals=args.normals,
         hks=args.hks,
+        hks_eigs=args.hks_eigs,
         layout=args.layout,
         seed=args.data_seed,
         val_fraction=args.val_fraction,

@@ -71,6 +71,10 @@ def test_parser_subcommands_and_defaults():
     assert args.augment == ["scale", "jitter"]
     assert args.resume is None and args.epochs is None and args.val_fraction == 0.1
     assert parser.parse_args(["train", "--out", "o", "--resume"]).resume == ""
+    assert parser.parse_args(["train", "--out", "o"]).hks_eigs == 64
+    assert (
+        parser.parse_args(["train", "--out", "o", "--hks-eigs", "300"]).hks_eigs == 300
+    )
     assert (
         parser.parse_args(["train", "--out", "o", "--resume", "x.pt"]).resume == "x.pt"
     )

@@ -69,6 +69,9 @@ class DataSpec:
             (:meth:`prepare`). (default: :obj:`False`)
         hks (int, optional): Heat-kernel-signature features of mesh inputs.
             (default: :obj:`16`)
+        hks_eigs (int, optional): Laplacian eigenpairs those signatures are
+            summed over (at most the vertex count; more reach smaller, more
+            local time scales). (default: :obj:`64`)
         layout (str, optional): ModelNet layout, ``"auto"`` to detect.
             (default: ``"auto"``)
         seed (int, optional): Sampling / generation seed. (default: :obj:`0`)
@@ -97,6 +100,7 @@ class DataSpec:
     input: str = "points"
     normals: bool = False
     hks: int = 16
+    hks_eigs: int = 64
     layout: str = "auto"
     seed: int = 0
     val_fraction: float = 0.1
@@ -118,6 +122,8 @@ class DataSpec:
             raise ValueError(f"mesh input needs a mesh dataset, not {self.kind!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.hks_eigs < 1:
+            raise ValueError(f"hks_eigs must be positive, got {self.hks_eigs}")
         if self.train_points is not None:
             if self.input != "points":
                 raise ValueError("train_points resamples point clouds, not meshes")
@@ -214,7 +220,10 @@ def build_split(spec: DataSpec, split: str, progress: bool = True) -> Dataset:
             )
     if spec.input == "mesh":
         pre = Compose(
-            [NormalizeUnitSphere(), MeshToGraph(hks=spec.hks, remove_faces=True)]
+            [
+                NormalizeUnitSphere(),
+                MeshToGraph(hks=spec.hks, num_eigs=spec.hks_eigs, remove_faces=True),
+            ]
         )
     else:
         pre = Compose(

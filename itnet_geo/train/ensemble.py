@@ -15,6 +15,7 @@ not a single model: compare it with single models as such.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from itnet_geo.train.checkpoint import CheckpointError, model_from_checkpoint
+from itnet_geo.train.data import DataSpec
 
 #: Data options that may differ between the members of an ensemble: where the
 #: data is read from, not what is read.
@@ -116,7 +118,13 @@ def ensemble_from_checkpoints(
 
 
 def _data_options(ckpt: dict[str, Any]) -> dict[str, Any]:
-    data = dict(ckpt.get("data") or {})
+    """The checkpoint's data options, those it predates at their defaults."""
+    defaults = {
+        f.name: f.default
+        for f in dataclasses.fields(DataSpec)
+        if f.default is not dataclasses.MISSING
+    }
+    data = {**defaults, **(ckpt.get("data") or {})}
     for key in _LOCAL_DATA_KEYS:
         data.pop(key, None)
     return data

@@ -156,3 +156,31 @@ def test_train_points_refuses_clouds_stored_with_fewer_points(tmp_path):
     message = r"train_points=48: 1 of 6 .*desk/train/desk_0002.npy, has 40.* 48\)"
     with pytest.raises(ValueError, match=message):
         build_train_val(DataSpec(num_points=32, train_points=48, **spec), False)
+
+
+def test_hks_eigs_reach_the_mesh_features_and_key_the_cache(tmp_path):
+    import trimesh
+
+    for name, radius in (("ball", 1.0), ("egg", 2.0)):
+        mesh = trimesh.creation.icosphere(subdivisions=1, radius=radius)  # 42 vertices
+        mesh.vertices[:, 2] *= 1.0 if name == "ball" else 1.7
+        (tmp_path / "data" / name / "train").mkdir(parents=True)
+        mesh.export(tmp_path / "data" / name / "train" / "m.obj")
+
+    def features(eigs):
+        spec = DataSpec(
+            kind="folder",
+            root=tmp_path / "data",
+            input="mesh",
+            hks=4,
+            hks_eigs=eigs,
+            cache_dir=tmp_path / "cache",
+        )
+        return torch.cat([d.x for d in build_split(spec, "train", progress=False)])
+
+    few, all_, more = features(6), features(42), features(1000)
+    assert few.shape == (84, 4)
+    assert not torch.allclose(few, all_)  # a truncated spectrum, other features
+    torch.testing.assert_close(all_, more)  # at most the vertex count are used
+    with pytest.raises(ValueError, match="hks_eigs must be positive"):
+        DataSpec(kind="shrec16", root=".", input="mesh", hks_eigs=0)

@@ -106,6 +106,10 @@ def test_members_must_know_the_same_classes_and_read_data_alike():
         r"num_points is 128 there and 64 in 1\.pt",
     ):
         ensemble_from_checkpoints([first, denser], ["1.pt", "2.pt"])
+    # an option a checkpoint predates counts as its default
+    assert "hks_eigs" not in first["data"]
+    recent = {**first, "data": {**first["data"], "hks_eigs": 64}}
+    assert len(ensemble_from_checkpoints([first, recent], ["1", "2"]).members) == 2
     # where the data was read from does not matter
     moved = {**first, "data": {**first["data"], "root": "elsewhere"}}
     assert len(ensemble_from_checkpoints([first, moved], ["1", "2"]).members) == 2
