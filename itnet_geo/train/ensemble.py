@@ -19,7 +19,7 @@ import dataclasses
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
@@ -52,7 +52,7 @@ class Ensemble(nn.Module):
     def __init__(
         self,
         members: Sequence[nn.Module],
-        class_maps: Sequence[Tensor] | None = None,
+        class_maps: Optional[Sequence[Tensor]] = None,
     ) -> None:
         super().__init__()
         if not members:
