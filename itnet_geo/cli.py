@@ -607,16 +607,16 @@ def _cmd_eval(args: argparse.Namespace, clock_start: float) -> int:
         seed=args.seed,
         progress=args.progress,
         predictions=args.predictions,
+        class_weights=args.class_weights,
     )
-    print(
-        json.dumps(
-            {
-                "accuracy": result.accuracy,
-                "class_accuracy": result.class_accuracy,
-                "n": result.n,
-            }
-        )
-    )
+    line = {
+        "accuracy": result.accuracy,
+        "class_accuracy": result.class_accuracy,
+        "n": result.n,
+    }
+    if result.weighted_accuracy is not None:
+        line["weighted_accuracy"] = result.weighted_accuracy
+    print(json.dumps(line))
     return 0
 
 
@@ -896,6 +896,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CSV",
         help="also write one row per shape there: its file, true and predicted "
         "class, confidence, correct (0/1)",
+    )
+    ev.add_argument(
+        "--class-weights",
+        default=None,
+        metavar="NAME|JSON",
+        help="also print weighted_accuracy: the per-class accuracies averaged with "
+        "these weights, modelnet40-test / modelnet10-test (shapes per class in the "
+        'official test split) or a JSON file {"class": weight, ...}; how a '
+        "validation split carved from train would score with the test split's "
+        "class sizes",
     )
     ev.set_defaults(func=_cmd_eval)
 

@@ -340,6 +340,43 @@ def test_eval_of_several_checkpoints_scores_their_ensemble(demo_run, tmp_path, c
     assert f"{other} was trained on other classes than {best}" in err
 
 
+def test_eval_weighs_class_accuracies(demo_run, tmp_path, capsys):
+    run = demo_run / "run"
+    common = [
+        "eval",
+        "--checkpoint",
+        str(run / "best.pt"),
+        "--root",
+        str(demo_run / "data"),
+        "--cache-dir",
+        str(demo_run / "cache"),
+        "--predictions",
+        str(tmp_path / "pred.csv"),
+    ]
+    rows = _read_csv(run / "predictions.csv")
+    labels = sorted({row["label"] for row in rows})
+    weights = {c: float(i + 1) for i, c in enumerate(labels)}
+    path = tmp_path / "weights.json"
+    path.write_text(json.dumps(weights))
+    code, out, err = _main(capsys, *common, "--class-weights", str(path))
+    assert code == 0, err
+    result = json.loads(out)
+    assert set(result) == {"accuracy", "class_accuracy", "n", "weighted_accuracy"}
+    # the same figure from the predictions table, by hand
+    right = {c: [int(r["correct"]) for r in rows if r["label"] == c] for c in labels}
+    expected = sum(weights[c] * sum(v) / len(v) for c, v in right.items())
+    assert result["weighted_accuracy"] == pytest.approx(
+        expected / sum(weights.values())
+    )
+    # a class the model does not know, a named set of other classes: one line each
+    path.write_text(json.dumps({**weights, "banana": 1}))
+    code, out, err = _main(capsys, *common, "--class-weights", str(path))
+    assert code == cli.EXIT_FAILURE and out == ""
+    assert "does not know: banana" in err and len(err.strip().splitlines()) == 1
+    code, out, err = _main(capsys, *common, "--class-weights", "modelnet10-test")
+    assert code == cli.EXIT_FAILURE and "bathtub" in err
+
+
 def test_eval_bad_checkpoints(demo_run, tmp_path, capsys):
     code, _, err = _main(capsys, "eval", "--checkpoint", str(tmp_path / "none.pt"))
     assert code == cli.EXIT_FAILURE and "does not exist" in err

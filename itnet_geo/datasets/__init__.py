@@ -13,6 +13,7 @@ from itnet_geo.datasets.mesh_folder import MeshFolder
 from itnet_geo.datasets.modelnet import (
     LAYOUTS,
     MODELNET10_CLASSES,
+    TEST_COUNTS,
     ModelNet,
     detect_layout,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "ShapeDataset",
     "LAYOUTS",
     "MODELNET10_CLASSES",
+    "TEST_COUNTS",
     "SHAPE_CLASSES",
     "detect_layout",
     "default_cache_dir",

@@ -36,6 +36,35 @@ MODELNET10_CLASSES = (
     "table",
     "toilet",
 )
+#: Shapes per class in the official test splits (ModelNet40: 2,468 shapes,
+#: ModelNet10: 908), keyed by ``"40"`` / ``"10"``: the weights of
+#: ``itnet-geo eval --class-weights modelnet40-test``, which re-weighs per-class
+#: accuracies measured on a validation split carved from train (whose classes
+#: are in their train proportions) as the test split would.
+TEST_COUNTS: dict[str, dict[str, int]] = {
+    "40": {
+        **dict.fromkeys(
+            "airplane bed bookshelf bottle car chair glass_box guitar mantel monitor "
+            "piano plant range_hood sofa table toilet tv_stand vase".split(),
+            100,
+        ),
+        **dict.fromkeys(("desk", "dresser", "night_stand"), 86),
+        "bathtub": 50,
+        **dict.fromkeys(
+            "bench bowl cone cup curtain door flower_pot keyboard lamp laptop "
+            "person radio sink stairs stool tent wardrobe xbox".split(),
+            20,
+        ),
+    },
+    "10": {
+        **dict.fromkeys(
+            ("bed", "chair", "monitor", "sofa", "table", "toilet"),
+            100,
+        ),
+        **dict.fromkeys(("desk", "dresser", "night_stand"), 86),
+        "bathtub": 50,
+    },
+}
 LAYOUTS = ("off", "normal_resampled", "ply_hdf5_2048", "points")
 MESH_EXTENSIONS = (".off",)
 POINT_EXTENSIONS = (".npy", ".ply", ".pcd", ".txt")

@@ -47,7 +47,13 @@ from itnet_geo.train.distributed import (
     init_distributed,
 )
 from itnet_geo.train.ensemble import Ensemble, ensemble_from_checkpoints
-from itnet_geo.train.evaluate import EvalResult, evaluate, write_predictions
+from itnet_geo.train.evaluate import (
+    NAMED_CLASS_WEIGHTS,
+    EvalResult,
+    evaluate,
+    read_class_weights,
+    write_predictions,
+)
 from itnet_geo.train.loop import (
     FitResult,
     NonFiniteLossError,
@@ -56,7 +62,12 @@ from itnet_geo.train.loop import (
     make_optimizer,
     mixed_cross_entropy,
 )
-from itnet_geo.train.metrics import class_accuracy, confusion_matrix, overall_accuracy
+from itnet_geo.train.metrics import (
+    class_accuracy,
+    confusion_matrix,
+    overall_accuracy,
+    weighted_accuracy,
+)
 from itnet_geo.train.plots import plot_confusion, plot_curves
 from itnet_geo.train.presets import TRAIN_PRESETS
 from itnet_geo.train.run import (
@@ -78,8 +89,11 @@ __all__ = [
     "evaluate",
     "EvalResult",
     "write_predictions",
+    "read_class_weights",
+    "NAMED_CLASS_WEIGHTS",
     "confusion_matrix",
     "overall_accuracy",
+    "weighted_accuracy",
     "class_accuracy",
     "WarmupCosine",
     "parse_duration",

@@ -3,9 +3,12 @@ r"""Evaluation: loss, overall and mean class accuracy, confusion matrix, voting.
 from __future__ import annotations
 
 import csv
+import json
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -14,6 +17,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from itnet_geo._atomic import atomic_open
+from itnet_geo.datasets.modelnet import TEST_COUNTS
 from itnet_geo.train.checkpoint import unwrap
 from itnet_geo.train.distributed import all_reduce_sum
 from itnet_geo.train.metrics import class_accuracy, confusion_matrix, overall_accuracy
@@ -34,6 +38,9 @@ class EvalResult:
         predictions (torch.Tensor): ``(M,)`` predicted class of each.
         confidence (torch.Tensor): ``(M,)`` softmax probability of the
             prediction.
+        weighted_accuracy (float, optional): Per-class accuracies averaged
+            with class weights (:func:`~itnet_geo.train.weighted_accuracy`),
+            when some were given.
     """
 
     loss: float
@@ -44,14 +51,18 @@ class EvalResult:
     targets: Tensor
     predictions: Tensor
     confidence: Tensor
+    weighted_accuracy: Optional[float] = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "accuracy": self.accuracy,
             "class_accuracy": self.class_accuracy,
             "n": self.n,
             "loss": self.loss,
         }
+        if self.weighted_accuracy is not None:
+            out["weighted_accuracy"] = self.weighted_accuracy
+        return out
 
 
 @torch.no_grad()
@@ -188,4 +199,64 @@ def write_predictions(
     return misses
 
 
-__all__ = ["EvalResult", "evaluate", "write_predictions"]
+#: Class weights known by name (:func:`read_class_weights`): the class sizes of
+#: the official ModelNet test splits.
+NAMED_CLASS_WEIGHTS: dict[str, dict[str, int]] = {
+    f"modelnet{name}-test": counts for name, counts in TEST_COUNTS.items()
+}
+
+
+def read_class_weights(source: str | os.PathLike) -> dict[str, float]:
+    r"""Class weights by class name, by name or from a JSON file.
+
+    Args:
+        source (str or os.PathLike): One of :data:`NAMED_CLASS_WEIGHTS`
+            (``"modelnet40-test"``, ``"modelnet10-test"``: shapes per class in
+            the official test split), or a JSON file holding an object
+            ``{"class": weight, ...}`` of finite non-negative numbers.
+
+    Raises:
+        ValueError: A file that does not exist, is not JSON or does not hold
+            such an object; the message names the file and what was wrong.
+
+    Example:
+        >>> read_class_weights("modelnet10-test")["night_stand"]
+        86.0
+    """
+    key = os.fspath(source)
+    if key in NAMED_CLASS_WEIGHTS:
+        return {c: float(w) for c, w in NAMED_CLASS_WEIGHTS[key].items()}
+    path = Path(source)
+    if not path.is_file():
+        raise ValueError(
+            f"class weights {key!r} are neither a file nor one of "
+            f"{', '.join(NAMED_CLASS_WEIGHTS)}"
+        )
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"class weights {path} are not JSON: {err}") from err
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError(
+            f'class weights {path} must hold a JSON object {{"class": weight, ...}}, '
+            f"got {type(raw).__name__}{' (empty)' if raw == {} else ''}"
+        )
+    weights = {}
+    for name, value in raw.items():
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok or not math.isfinite(value) or value < 0:
+            raise ValueError(
+                f"class weights {path}: the weight of {name!r} is {value!r}, "
+                "not a finite non-negative number"
+            )
+        weights[str(name)] = float(value)
+    return weights
+
+
+__all__ = [
+    "EvalResult",
+    "evaluate",
+    "write_predictions",
+    "read_class_weights",
+    "NAMED_CLASS_WEIGHTS",
+]

@@ -51,4 +51,49 @@ def class_accuracy(confusion: Tensor) -> float:
     return float(recall.mean())
 
 
-__all__ = ["confusion_matrix", "overall_accuracy", "class_accuracy"]
+def weighted_accuracy(confusion: Tensor, weights: Tensor) -> float:
+    r"""Per-class accuracies averaged with :obj:`weights`.
+
+    .. math::
+        \mathrm{acc}_w = \frac{\sum_c w_c \, C_{cc} / \sum_p C_{cp}}{\sum_c w_c}
+
+    With :math:`w_c` the number of shapes of class :math:`c` in another split,
+    it is the overall accuracy that split would show if each class kept the
+    accuracy measured here; with :math:`w_c = 1` it is :func:`class_accuracy`.
+
+    Args:
+        confusion (torch.Tensor): ``(K, K)`` counts, true class down.
+        weights (torch.Tensor): ``(K,)`` non-negative weights, not all zero.
+
+    Raises:
+        ValueError: Negative or all-zero weights, or a class of positive weight
+            with no sample in :obj:`confusion` (its accuracy is unmeasured).
+
+    Example:
+        >>> confusion = torch.tensor([[9, 1], [0, 2]])  # 90 % and 100 %
+        >>> weighted_accuracy(confusion, torch.tensor([1.0, 3.0]))
+        0.975
+    """
+    weights = torch.as_tensor(weights, dtype=torch.float64).reshape(-1)
+    if weights.numel() != confusion.shape[0]:
+        raise ValueError(f"{weights.numel()} weights for {confusion.shape[0]} classes")
+    if bool((weights < 0).any()) or not bool(torch.isfinite(weights).all()):
+        raise ValueError("class weights must be finite and non-negative")
+    if float(weights.sum()) <= 0:
+        raise ValueError("class weights are all zero")
+    support = confusion.sum(dim=1)
+    unmeasured = ((weights > 0) & (support == 0)).nonzero().view(-1).tolist()
+    if unmeasured:
+        raise ValueError(
+            f"classes {unmeasured} have weight but no sample to measure them on"
+        )
+    recall = confusion.diagonal().double() / support.clamp(min=1).double()
+    return float((weights * recall).sum() / weights.sum())
+
+
+__all__ = [
+    "confusion_matrix",
+    "overall_accuracy",
+    "class_accuracy",
+    "weighted_accuracy",
+]

@@ -16,7 +16,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -48,7 +48,12 @@ from itnet_geo.train.distributed import (
     init_distributed,
 )
 from itnet_geo.train.ensemble import ensemble_from_checkpoints
-from itnet_geo.train.evaluate import EvalResult, evaluate, write_predictions
+from itnet_geo.train.evaluate import (
+    EvalResult,
+    evaluate,
+    read_class_weights,
+    write_predictions,
+)
 from itnet_geo.train.loop import (
     BEST_FILE,
     LAST_FILE,
@@ -59,6 +64,7 @@ from itnet_geo.train.loop import (
     elapsed_before,
     fit,
 )
+from itnet_geo.train.metrics import weighted_accuracy
 from itnet_geo.train.plots import plot_confusion
 
 log = logging.getLogger("itnet_geo.train")
@@ -506,6 +512,7 @@ def evaluate_checkpoint(
     seed: int = 0,
     progress: bool = False,
     predictions: Optional[str | os.PathLike] = None,
+    class_weights: Optional[str | os.PathLike | Mapping[str, float]] = None,
 ) -> EvalResult:
     r"""Score a checkpoint, or an ensemble of them, on the :obj:`split` of :obj:`root`.
 
@@ -536,11 +543,20 @@ def evaluate_checkpoint(
         predictions (str or os.PathLike, optional): Also write one CSV row per
             shape there (file, true and predicted class, confidence; see
             :func:`~itnet_geo.train.write_predictions`). (default: :obj:`None`)
+        class_weights (str, os.PathLike or mapping, optional): Weights by class
+            name (or a name or JSON file for
+            :func:`~itnet_geo.train.read_class_weights`, e.g.
+            ``"modelnet40-test"``): also report the per-class accuracies
+            averaged with them as
+            :attr:`~itnet_geo.train.EvalResult.weighted_accuracy`. Classes
+            without a weight weigh 0. (default: :obj:`None`)
 
     Raises:
         CheckpointError: Unreadable checkpoint, classes of :obj:`root` that
             the checkpoint does not know, or ensemble members that differ in
             their classes or data.
+        ValueError: Class weights naming classes the checkpoint does not know,
+            or weighing a class the split has no shape of.
     """
     if split not in ("test", "train", "val"):
         raise ValueError(f"split must be 'test', 'train' or 'val', got {split!r}")
@@ -549,6 +565,8 @@ def evaluate_checkpoint(
     )
     if not paths:
         raise ValueError("no checkpoint to evaluate")
+    if class_weights is not None and not isinstance(class_weights, Mapping):
+        class_weights = read_class_weights(class_weights)
     ckpts = [load_checkpoint(p) for p in paths]
     ckpt, checkpoint = ckpts[0], paths[0]
     spec = checkpoint_spec(ckpt, checkpoint, root, cache_dir, dataset)
@@ -569,6 +587,20 @@ def evaluate_checkpoint(
             f"{', ...' if len(classes) > 10 else ''})"
         )
     label_map = torch.tensor([index[c] for c in names], dtype=torch.long)
+    if class_weights is not None:
+        strangers = sorted(set(class_weights) - set(classes))
+        if strangers:
+            raise ValueError(
+                f"class weights for classes the checkpoint does not know: "
+                f"{', '.join(strangers)}"
+            )
+        weighed = [c for c in classes if class_weights.get(c, 0) > 0]
+        unmeasured = [c for c in weighed if c not in names]
+        if unmeasured:
+            raise ValueError(
+                f"class weights for classes with no shape in the {split} split of "
+                f"{spec.root}: {', '.join(unmeasured)}"
+            )
     model = (
         model_from_checkpoint(ckpt)
         if len(ckpts) == 1
@@ -588,6 +620,9 @@ def evaluate_checkpoint(
         desc=f"eval {split}",
         prepare=spec.prepare,
     )
+    if class_weights is not None:
+        weights = torch.tensor([float(class_weights.get(c, 0)) for c in classes])
+        result.weighted_accuracy = weighted_accuracy(result.confusion, weights)
     if predictions is not None:
         write_predictions(
             predictions,
