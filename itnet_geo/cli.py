@@ -1,4 +1,4 @@
-r"""The ``itnet-geo`` command: demo, train, eval, average, bench and info.
+r"""``itnet-geo``: demo, train, eval, average, ensemble, compare, bench and info.
 
 .. code-block:: text
 
@@ -7,6 +7,7 @@ r"""The ``itnet-geo`` command: demo, train, eval, average, bench and info.
     itnet-geo train --out runs/mn40 --resume
     itnet-geo eval --checkpoint runs/mn40/best.pt --root TEST_ROOT --split test
     itnet-geo average runs/mn40/epochs/*.pt --out runs/mn40/average.pt
+    itnet-geo ensemble runs/a/best.pt runs/b/best.pt --out ens.pt
     torchrun --nproc_per_node=2 -m itnet_geo.train --dataset ... --out ...
 
 Errors (missing data, unknown dataset, unreadable checkpoint, NaN loss) print one
@@ -637,6 +638,23 @@ def _cmd_average(args: argparse.Namespace, clock_start: float) -> int:
     return 0
 
 
+def _cmd_ensemble(args: argparse.Namespace, clock_start: float) -> int:
+    from itnet_geo.train import pack_ensemble
+
+    written = pack_ensemble(args.checkpoints, args.out)
+    print(
+        json.dumps(
+            {
+                "out": str(args.out),
+                "members": written["ensemble"]["files"],
+                "classes": len(written["classes"]),
+                "parameters": written["ensemble"]["parameters"],
+            }
+        )
+    )
+    return 0
+
+
 def _cmd_compare(args: argparse.Namespace, clock_start: float) -> int:
     from itnet_geo.train.compare import compare_runs, format_table
 
@@ -934,6 +952,19 @@ def build_parser() -> argparse.ArgumentParser:
     avg.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     avg.add_argument("--progress", action="store_true", help="show a progress bar")
     avg.set_defaults(func=_cmd_average)
+
+    ens = sub.add_parser(
+        "ensemble",
+        help="pack several checkpoints into one ensemble checkpoint",
+        description="Write the ensemble of several checkpoints (the mean of their "
+        "class probabilities, as `eval --checkpoint a.pt b.pt` scores them) as one "
+        "checkpoint that `itnet-geo eval` reads like any other; the members must "
+        "know the same classes and read the data alike. Prints one JSON line.",
+        formatter_class=_FORMATTER,
+    )
+    ens.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT")
+    ens.add_argument("--out", required=True, help="the ensemble checkpoint to write")
+    ens.set_defaults(func=_cmd_ensemble)
 
     cmp = sub.add_parser(
         "compare",

@@ -340,6 +340,49 @@ def test_eval_of_several_checkpoints_scores_their_ensemble(demo_run, tmp_path, c
     assert f"{other} was trained on other classes than {best}" in err
 
 
+def test_ensemble_packs_checkpoints_into_one_file_eval_reads(
+    demo_run, tmp_path, capsys
+):
+    run = demo_run / "run"
+    members = [str(run / "best.pt"), str(run / "last.pt")]
+    common = ["--root", str(demo_run / "data"), "--cache-dir", str(demo_run / "cache")]
+    code, out, err = _main(
+        capsys, "ensemble", *members, "--out", str(tmp_path / "ens.pt")
+    )
+    assert code == 0, err
+    line = json.loads(out)
+    assert line["members"] == ["best.pt", "last.pt"] and line["classes"] == 4
+    one = sum(
+        p.numel()
+        for p in build_model(load_checkpoint(members[0])["model"]).parameters()
+    )
+    assert line["parameters"] == 2 * one
+    scores = []
+    for checkpoints in (members, [str(tmp_path / "ens.pt")]):
+        predictions = tmp_path / f"{len(checkpoints)}.csv"
+        code, out, err = _main(
+            capsys,
+            "eval",
+            "--checkpoint",
+            *checkpoints,
+            *common,
+            "--predictions",
+            str(predictions),
+        )
+        assert code == 0, err
+        scores.append((json.loads(out), _read_csv(predictions)))
+    assert scores[0] == scores[1]
+    # a member of other classes: one line, nothing written
+    other = tmp_path / "other.pt"
+    save_checkpoint(other, {**load_checkpoint(members[0]), "classes": list("abcd")})
+    bad = tmp_path / "bad.pt"
+    code, out, err = _main(
+        capsys, "ensemble", members[0], str(other), "--out", str(bad)
+    )
+    assert code == cli.EXIT_FAILURE and out == "" and not bad.exists()
+    assert "trained on other classes" in err and len(err.strip().splitlines()) == 1
+
+
 def test_eval_weighs_class_accuracies(demo_run, tmp_path, capsys):
     run = demo_run / "run"
     common = [

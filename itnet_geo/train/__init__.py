@@ -5,6 +5,7 @@ r"""Training, evaluation, checkpoints and plots for itnet_geo models.
 :func:`evaluate_checkpoint` are what ``itnet-geo train`` / ``eval`` run (an
 :class:`Ensemble` when ``eval`` is given several checkpoints),
 :func:`average_checkpoints` what ``itnet-geo average`` runs,
+:func:`pack_ensemble` what ``itnet-geo ensemble`` runs,
 :func:`compare_runs` what ``itnet-geo compare`` runs.
 """
 
@@ -46,7 +47,11 @@ from itnet_geo.train.distributed import (
     dist_info,
     init_distributed,
 )
-from itnet_geo.train.ensemble import Ensemble, ensemble_from_checkpoints
+from itnet_geo.train.ensemble import (
+    Ensemble,
+    ensemble_from_checkpoints,
+    pack_ensemble,
+)
 from itnet_geo.train.evaluate import (
     NAMED_CLASS_WEIGHTS,
     EvalResult,
@@ -135,6 +140,7 @@ __all__ = [
     "train_run",
     "evaluate_checkpoint",
     "Ensemble",
+    "pack_ensemble",
     "ensemble_from_checkpoints",
     "average_checkpoints",
     "average_run",

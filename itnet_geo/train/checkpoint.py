@@ -14,6 +14,8 @@ key                       value
                           ``"epoch"`` (``keep_epochs``) or ``"average"``
                           (:func:`~itnet_geo.train.average_checkpoints`, with
                           an ``averaged`` entry: epochs, files, batch norms)
+                          or ``"ensemble"`` (:func:`~itnet_geo.train.pack_ensemble`,
+                          with an ``ensemble`` entry: member files, epochs)
 ``model``                 ``{"name": str, "kwargs": dict}`` (rebuilds the model)
 ``state_dict``            the model's parameters and buffers
 ``classes``               class names; output ``i`` is ``classes[i]``

@@ -1,75 +1,40 @@
-r"""Ensembles: several trained models scored as one.
+r"""Ensembles of checkpoints: scored as one model, or packed into one file.
 
-The ensemble's prediction is the mean of its members' class probabilities,
-
-.. math::
-    p(y \mid x) = \frac{1}{M} \sum_{m=1}^{M} \operatorname{softmax}(z_m(x))_y,
-
-returned as log-probabilities, so that :func:`~itnet_geo.train.evaluate` (whose
-cross-entropy applies a log-softmax, the identity on log-probabilities) reports
-the ensemble's own negative log-likelihood and its softmax is that mean. Members
-may list their classes in any order; each one's outputs are put in the first
-member's order by name. It costs the sum of the members' inference, and it is
-not a single model: compare it with single models as such.
+:class:`~itnet_geo.nn.models.Ensemble` (the mean of the members' class
+probabilities, as log-probabilities) built from checkpoints: their classes
+matched by name, their data options checked to agree.
+:func:`ensemble_from_checkpoints` is what ``itnet-geo eval --checkpoint a.pt
+b.pt`` scores; :func:`pack_ensemble` writes the same ensemble as one model-only
+checkpoint (``itnet-geo ensemble a.pt b.pt --out ens.pt``) that ``eval`` reads
+like any other.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Sequence
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any
 
 import torch
-from torch import Tensor, nn
 
-from itnet_geo.train.checkpoint import CheckpointError, model_from_checkpoint
+from itnet_geo.nn.models import Ensemble
+from itnet_geo.train.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    model_config,
+    model_from_checkpoint,
+    model_only,
+    save_checkpoint,
+)
 from itnet_geo.train.data import DataSpec
 
 #: Data options that may differ between the members of an ensemble: where the
 #: data is read from, not what is read.
 _LOCAL_DATA_KEYS = ("root", "cache_dir")
-
-
-class Ensemble(nn.Module):
-    r"""The mean class probability of several classifiers.
-
-    Args:
-        members (sequence of torch.nn.Module): Classifiers mapping the same batch to
-            ``(B, K)`` logits.
-        class_maps (sequence of torch.Tensor, optional): Per member, the index of
-            each ensemble class among that member's outputs (``(K,)``); default
-            the identity for every member. (default: :obj:`None`)
-
-    Example:
-        >>> a, b = nn.Linear(3, 4), nn.Linear(3, 4)
-        >>> out = Ensemble([a, b])(torch.randn(2, 3))
-        >>> bool(torch.allclose(out.exp().sum(-1), torch.ones(2)))  # probabilities
-        True
-    """
-
-    def __init__(
-        self,
-        members: Sequence[nn.Module],
-        class_maps: Optional[Sequence[Tensor]] = None,
-    ) -> None:
-        super().__init__()
-        if not members:
-            raise ValueError("an ensemble needs at least one member")
-        if class_maps is not None and len(class_maps) != len(members):
-            raise ValueError(f"{len(class_maps)} class maps for {len(members)} members")
-        self.members = nn.ModuleList(members)
-        for m, index in enumerate(class_maps or ()):
-            self.register_buffer(f"class_map_{m}", torch.as_tensor(index).long())
-
-    def forward(self, data: Any) -> Tensor:
-        log_probs = []
-        for m, member in enumerate(self.members):
-            out = member(data).float().log_softmax(dim=-1)
-            index = getattr(self, f"class_map_{m}", None)
-            log_probs.append(out if index is None else out[:, index])
-        return torch.stack(log_probs).logsumexp(dim=0) - math.log(len(log_probs))
+#: Entries of a member checkpoint about that member's own training.
+_MEMBER_KEYS = ("epoch", "step", "metrics", "best", "averaged", "ensemble")
 
 
 def ensemble_from_checkpoints(
@@ -130,4 +95,59 @@ def _data_options(ckpt: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-__all__ = ["Ensemble", "ensemble_from_checkpoints"]
+def pack_ensemble(
+    checkpoints: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+) -> dict[str, Any]:
+    r"""Write the ensemble of :obj:`checkpoints` as one checkpoint at :obj:`out`.
+
+    The members are checked and matched as for ``eval`` with several
+    checkpoints (:func:`ensemble_from_checkpoints`); the result is a model-only
+    checkpoint (``kind`` ``"ensemble"``) of model ``"ensemble"`` whose
+    predictions are exactly those of scoring the files together. It takes the
+    first member's classes, data options and training options (what ``eval
+    --votes`` augments with); its ``ensemble`` entry lists the member files with
+    their epochs and best validation records. It has no ``epoch`` or ``best``
+    of its own: the ensemble was never trained or validated as a whole. It is
+    written atomically.
+
+    Returns:
+        dict: The written checkpoint.
+
+    Raises:
+        CheckpointError: An unreadable checkpoint, members that differ in their
+            classes or data, or a member whose model cannot be rebuilt from a
+            config.
+    """
+    paths = [Path(p) for p in checkpoints]
+    if not paths:
+        raise ValueError("nothing to pack: no checkpoints given")
+    ckpts = [load_checkpoint(p) for p in paths]
+    ensemble = ensemble_from_checkpoints(ckpts, paths)
+    try:
+        config = model_config(ensemble)
+    except TypeError as err:
+        raise CheckpointError(f"cannot pack {paths[0]} and the rest: {err}") from err
+    # What describes the first member's training, not the ensemble, goes.
+    payload = {
+        key: value
+        for key, value in model_only(ckpts[0], "ensemble").items()
+        if key not in _MEMBER_KEYS
+    }
+    payload.update(
+        model=config,
+        state_dict=ensemble.state_dict(),
+        ensemble={
+            "files": [p.name for p in paths],
+            "parameters": sum(int(t.numel()) for t in ensemble.parameters()),
+            "members": [
+                {"epoch": c.get("epoch"), "best": c.get("best"), "kind": c.get("kind")}
+                for c in ckpts
+            ],
+        },
+    )
+    save_checkpoint(out, payload)
+    return payload
+
+
+__all__ = ["Ensemble", "ensemble_from_checkpoints", "pack_ensemble"]

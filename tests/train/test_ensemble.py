@@ -10,8 +10,13 @@ from itnet_geo.train import (
     CheckpointError,
     Ensemble,
     ensemble_from_checkpoints,
+    load_checkpoint,
     model_config,
+    model_from_checkpoint,
+    pack_ensemble,
+    save_checkpoint,
 )
+from itnet_geo.train.checkpoint import build_model
 
 
 class _Fixed(nn.Module):
@@ -113,3 +118,58 @@ def test_members_must_know_the_same_classes_and_read_data_alike():
     # where the data was read from does not matter
     moved = {**first, "data": {**first["data"], "root": "elsewhere"}}
     assert len(ensemble_from_checkpoints([first, moved], ["1", "2"]).members) == 2
+
+
+def test_an_ensemble_of_models_is_a_model_build_model_rebuilds():
+    torch.manual_seed(0)
+    a = ITNetClassifier.from_preset("smoke", num_classes=3).eval()
+    b = ITNetClassifier.from_preset("smoke", num_classes=3).eval()
+    ens = Ensemble([a, b], [torch.arange(3), torch.tensor([2, 0, 1])]).eval()
+    config = model_config(ens)
+    assert config["name"] == "ensemble"
+    assert config["kwargs"]["class_maps"] == [[0, 1, 2], [2, 0, 1]]
+    copy = build_model(config)
+    copy.load_state_dict(ens.state_dict())
+    copy.eval()
+    data = Batch.from_data_list([Data(pos=torch.randn(64, 3)) for _ in range(2)])
+    with torch.no_grad():
+        torch.testing.assert_close(copy(data), ens(data))
+    # members without a name and a config cannot be checkpointed
+    with pytest.raises(TypeError, match="needs a str 'name' and a dict 'config'"):
+        model_config(Ensemble([_Fixed(torch.zeros(1, 3))]))
+
+
+def test_pack_ensemble_writes_what_eval_of_the_files_scores(tmp_path):
+    torch.manual_seed(0)
+    model = ITNetClassifier.from_preset("smoke", num_classes=3).eval()
+    first = _checkpoint(model, ["a", "b", "c"])
+    first.update(kind="best", epoch=7, best={"epoch": 7, "accuracy": 0.5})
+    other = ITNetClassifier.from_preset("smoke", num_classes=3).eval()
+    second = _permuted_copy(_checkpoint(other, ["a", "b", "c"]), [2, 0, 1])
+    paths = [tmp_path / "1.pt", tmp_path / "2.pt"]
+    for path, ckpt in zip(paths, (first, second), strict=True):
+        save_checkpoint(path, ckpt)
+    written = pack_ensemble(paths, tmp_path / "ens.pt")
+    packed = load_checkpoint(tmp_path / "ens.pt")
+    assert packed["kind"] == "ensemble" and packed["classes"] == ["a", "b", "c"]
+    assert packed["ensemble"]["files"] == ["1.pt", "2.pt"]
+    assert packed["ensemble"]["members"][0]["best"]["epoch"] == 7
+    assert "best" not in packed and "epoch" not in packed
+    assert packed["data"] == first["data"]
+    assert written["ensemble"]["parameters"] == 2 * sum(
+        p.numel() for p in model.parameters()
+    )
+    data = Batch.from_data_list([Data(pos=torch.randn(64, 3)) for _ in range(3)])
+    loaded = [load_checkpoint(p) for p in paths]
+    with torch.no_grad():
+        expected = ensemble_from_checkpoints(loaded, paths)(data)
+        torch.testing.assert_close(model_from_checkpoint(packed)(data), expected)
+    # a packed ensemble is a member like any other
+    again = pack_ensemble([tmp_path / "ens.pt", paths[0]], tmp_path / "ens2.pt")
+    assert again["ensemble"]["files"] == ["ens.pt", "1.pt"]
+    assert len(model_from_checkpoint(again).members) == 2
+    # members that disagree are refused before anything is written
+    save_checkpoint(tmp_path / "3.pt", _checkpoint(model, ["a", "b", "d"]))
+    with pytest.raises(CheckpointError, match="trained on other classes"):
+        pack_ensemble([paths[0], tmp_path / "3.pt"], tmp_path / "bad.pt")
+    assert not (tmp_path / "bad.pt").exists()

@@ -17,6 +17,7 @@ from torch import nn
 
 from itnet_geo.nn.models.baselines import DGCNN, PointNet2SSG
 from itnet_geo.nn.models.classifier import NEIGHBORHOODS, PRESETS, ITNetClassifier
+from itnet_geo.nn.models.ensemble import Ensemble
 from itnet_geo.nn.models.mesh import MeshITNet
 
 #: Model classes by their ``name``.
@@ -25,6 +26,7 @@ MODELS: dict[str, type[nn.Module]] = {
     MeshITNet.name: MeshITNet,
     PointNet2SSG.name: PointNet2SSG,
     DGCNN.name: DGCNN,
+    Ensemble.name: Ensemble,
 }
 
 
@@ -33,7 +35,8 @@ def build_model(name: str, **config: Any) -> nn.Module:
 
     Args:
         name (str): ``"itnet_classifier"``, ``"mesh_itnet"``, or a peer:
-            ``"pointnet2_ssg"``, ``"dgcnn"`` (:mod:`~itnet_geo.nn.models.baselines`).
+            ``"pointnet2_ssg"``, ``"dgcnn"`` (:mod:`~itnet_geo.nn.models.baselines`),
+            or ``"ensemble"`` (:class:`Ensemble` of other models' configs).
         **config: Constructor options, e.g. a model's ``config``.
 
     Example:
@@ -51,6 +54,7 @@ __all__ = [
     "MeshITNet",
     "PointNet2SSG",
     "DGCNN",
+    "Ensemble",
     "build_model",
     "MODELS",
     "PRESETS",
