@@ -11,11 +11,12 @@ key                       value
 ``format_version``        ``1``
 ``version``               ``itnet_geo.__version__`` of the writer
 ``kind``                  ``"last"`` (full state) or, model only, ``"best"``,
-                          ``"epoch"`` (``keep_epochs``) or ``"average"``
+                          ``"epoch"`` (``keep_epochs``), ``"average"``
                           (:func:`~itnet_geo.train.average_checkpoints`, with
                           an ``averaged`` entry: epochs, files, batch norms)
                           or ``"ensemble"`` (:func:`~itnet_geo.train.pack_ensemble`,
-                          with an ``ensemble`` entry: member files, epochs)
+                          with an ``ensemble`` entry: member files, epochs; no
+                          ``epoch``, ``step``, ``metrics`` or ``best``)
 ``model``                 ``{"name": str, "kwargs": dict}`` (rebuilds the model)
 ``state_dict``            the model's parameters and buffers
 ``classes``               class names; output ``i`` is ``classes[i]``
