@@ -418,6 +418,26 @@ def test_eval_weighs_class_accuracies(demo_run, tmp_path, capsys):
     assert "does not know: banana" in err and len(err.strip().splitlines()) == 1
     code, out, err = _main(capsys, *common, "--class-weights", "modelnet10-test")
     assert code == cli.EXIT_FAILURE and "bathtub" in err
+    # a root without some weighed class cannot say how that class would score
+    path.write_text(json.dumps(weights))
+    root = _class_root(demo_run, tmp_path, ["sphere", "cube"])
+    code, out, err = _main(
+        capsys,
+        "eval",
+        "--checkpoint",
+        str(run / "best.pt"),
+        "--dataset",
+        "folder",
+        "--root",
+        str(root),
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--class-weights",
+        str(path),
+    )
+    assert code == cli.EXIT_FAILURE and out == ""
+    missing = sorted(set(labels) - {"sphere", "cube"})
+    assert f"no shape in the test split of {root}: {', '.join(missing)}" in err
 
 
 def test_eval_bad_checkpoints(demo_run, tmp_path, capsys):
