@@ -211,6 +211,11 @@ def _read_csv(path):
         return list(csv.DictReader(f))
 
 
+def _demo_data(demo_run):
+    """Where the shared demo run's shapes and their cache are."""
+    return ["--root", str(demo_run / "data"), "--cache-dir", str(demo_run / "cache")]
+
+
 def test_eval_prints_one_json_line(demo_run, tmp_path, capsys):
     run = demo_run / "run"
     code, out, err = _main(
@@ -263,21 +268,18 @@ def _class_root(demo_run, tmp_path, classes, rename=None):
     return root
 
 
+def _eval_folder(capsys, demo_run, root, tmp_path, *options):
+    """`eval` of the demo model on a folder root of some of its classes."""
+    best = demo_run / "run" / "best.pt"
+    folder = ["--dataset", "folder", "--root", str(root)]
+    cache = ["--cache-dir", str(tmp_path / "c")]
+    return _main(capsys, "eval", "--checkpoint", str(best), *folder, *cache, *options)
+
+
 def test_eval_matches_classes_by_name(demo_run, tmp_path, capsys):
     root = _class_root(demo_run, tmp_path, ["sphere", "cube"])
-    code, out, err = _main(
-        capsys,
-        "eval",
-        "--checkpoint",
-        str(demo_run / "run" / "best.pt"),
-        "--dataset",
-        "folder",
-        "--root",
-        str(root),
-        "--cache-dir",
-        str(tmp_path / "c"),
-        "--predictions",
-        str(tmp_path / "pred.csv"),
+    code, out, err = _eval_folder(
+        capsys, demo_run, root, tmp_path, "--predictions", str(tmp_path / "pred.csv")
     )
     assert code == 0, err
     assert json.loads(out)["n"] == 4
@@ -290,25 +292,14 @@ def test_eval_matches_classes_by_name(demo_run, tmp_path, capsys):
 
 def test_eval_unknown_class_is_a_clear_error(demo_run, tmp_path, capsys):
     root = _class_root(demo_run, tmp_path, ["sphere", "cube"], {"cube": "banana"})
-    code, out, err = _main(
-        capsys,
-        "eval",
-        "--checkpoint",
-        str(demo_run / "run" / "best.pt"),
-        "--dataset",
-        "folder",
-        "--root",
-        str(root),
-        "--cache-dir",
-        str(tmp_path / "c"),
-    )
+    code, out, err = _eval_folder(capsys, demo_run, root, tmp_path)
     assert code == cli.EXIT_FAILURE and out == ""
     assert "banana" in err and len(err.strip().splitlines()) == 1
 
 
 def test_eval_of_several_checkpoints_scores_their_ensemble(demo_run, tmp_path, capsys):
     run = demo_run / "run"
-    common = ["--root", str(demo_run / "data"), "--cache-dir", str(demo_run / "cache")]
+    common = _demo_data(demo_run)
     best = str(run / "best.pt")
     # a model twice is that model: same probabilities, same table
     code, out, err = _main(
@@ -345,7 +336,7 @@ def test_ensemble_packs_checkpoints_into_one_file_eval_reads(
 ):
     run = demo_run / "run"
     members = [str(run / "best.pt"), str(run / "last.pt")]
-    common = ["--root", str(demo_run / "data"), "--cache-dir", str(demo_run / "cache")]
+    common = _demo_data(demo_run)
     code, out, err = _main(
         capsys, "ensemble", *members, "--out", str(tmp_path / "ens.pt")
     )
@@ -389,10 +380,7 @@ def test_eval_weighs_class_accuracies(demo_run, tmp_path, capsys):
         "eval",
         "--checkpoint",
         str(run / "best.pt"),
-        "--root",
-        str(demo_run / "data"),
-        "--cache-dir",
-        str(demo_run / "cache"),
+        *_demo_data(demo_run),
         "--predictions",
         str(tmp_path / "pred.csv"),
     ]
@@ -421,19 +409,8 @@ def test_eval_weighs_class_accuracies(demo_run, tmp_path, capsys):
     # a root without some weighed class cannot say how that class would score
     path.write_text(json.dumps(weights))
     root = _class_root(demo_run, tmp_path, ["sphere", "cube"])
-    code, out, err = _main(
-        capsys,
-        "eval",
-        "--checkpoint",
-        str(run / "best.pt"),
-        "--dataset",
-        "folder",
-        "--root",
-        str(root),
-        "--cache-dir",
-        str(tmp_path / "c"),
-        "--class-weights",
-        str(path),
+    code, out, err = _eval_folder(
+        capsys, demo_run, root, tmp_path, "--class-weights", str(path)
     )
     assert code == cli.EXIT_FAILURE and out == ""
     missing = sorted(set(labels) - {"sphere", "cube"})
