@@ -610,13 +610,7 @@ def _cmd_eval(args: argparse.Namespace, clock_start: float) -> int:
         predictions=args.predictions,
         class_weights=args.class_weights,
     )
-    line = {
-        "accuracy": result.accuracy,
-        "class_accuracy": result.class_accuracy,
-        "n": result.n,
-    }
-    if result.weighted_accuracy is not None:
-        line["weighted_accuracy"] = result.weighted_accuracy
+    line = {key: v for key, v in result.to_dict().items() if key != "loss"}
     print(json.dumps(line))
     return 0
 

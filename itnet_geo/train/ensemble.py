@@ -122,18 +122,13 @@ def pack_ensemble(
 
     Raises:
         CheckpointError: An unreadable checkpoint, members that differ in their
-            classes or data, or a member whose model cannot be rebuilt from a
-            config.
+            classes or data, or a member whose model cannot be rebuilt.
     """
     paths = [Path(p) for p in checkpoints]
     if not paths:
         raise ValueError("nothing to pack: no checkpoints given")
     ckpts = [load_checkpoint(p) for p in paths]
     ensemble = ensemble_from_checkpoints(ckpts, paths)
-    try:
-        config = model_config(ensemble)
-    except TypeError as err:
-        raise CheckpointError(f"cannot pack {paths[0]} and the rest: {err}") from err
     # What describes the first member's training, not the ensemble, goes.
     payload = {
         key: value
@@ -141,7 +136,7 @@ def pack_ensemble(
         if key not in _MEMBER_KEYS
     }
     payload.update(
-        model=config,
+        model=model_config(ensemble),
         state_dict=ensemble.state_dict(),
         ensemble={
             "files": [p.name for p in paths],

@@ -63,7 +63,6 @@ class Ensemble(nn.Module):
         self.members = nn.ModuleList(
             _build(m) if isinstance(m, dict) else m for m in members
         )
-        self._maps = class_maps is not None
         for m, index in enumerate(class_maps or ()):
             self.register_buffer(f"class_map_{m}", torch.as_tensor(index).long())
 
@@ -83,13 +82,10 @@ class Ensemble(nn.Module):
                     f"ensemble member {type(member).__name__} has no name and config"
                 )
             configs.append({"name": name, "kwargs": dict(config)})
-        maps = None
-        if self._maps:
-            maps = [
-                getattr(self, f"class_map_{m}").tolist()
-                for m in range(len(self.members))
-            ]
-        return {"members": configs, "class_maps": maps}
+        maps = [getattr(self, f"class_map_{m}", None) for m in range(len(self.members))]
+        if any(index is None for index in maps):
+            return {"members": configs, "class_maps": None}
+        return {"members": configs, "class_maps": [index.tolist() for index in maps]}
 
     def forward(self, data: Any) -> Tensor:
         log_probs = []
