@@ -17,7 +17,9 @@ both with ``itnet_geo.ops`` neighbours (torch-cluster-backed where installed),
 from :mod:`itnet_geo.nn.models.baselines`.
 
     python benchmarks/models.py                      # full run, writes results/
-    python benchmarks/models.py --iters 3 --quick    # a short run
+    python benchmarks/models.py --iters 3 --no-write # a short run, printed only
+    python benchmarks/models.py --models itnet:default itnet:default+compile
+                                                     # eager against torch.compile
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import torch.nn.functional as F
 from torch_geometric.data import Batch, Data
 
 from itnet_geo.nn.models import DGCNN, PRESETS, ITNetClassifier, PointNet2SSG
+from itnet_geo.ops import set_compile
 from itnet_geo.typing import WITH_TORCH_CLUSTER
 
 ROOT = Path(__file__).resolve().parent
@@ -45,9 +48,16 @@ DATA = Path(
     os.environ.get("ITNET_GEO_SHARED_DATA", ROOT.parents[1] / "shared" / "data")
 )
 BASELINE = "pointnet2"
+COMPILED = "+compile"
+
+
+def _compiled(name):
+    """``itnet:PRESET+compile``: the preset with the compiled neighbourhood sums."""
+    return name.endswith(COMPILED)
 
 
 def build(name, num_classes):
+    name = name.removesuffix(COMPILED)
     if name == "pointnet2":
         return PointNet2SSG(num_classes)
     if name == "dgcnn":
@@ -227,12 +237,14 @@ def run(args):
     }
     load_before = os.getloadavg()
     for name, model in models.items():  # warm-up (allocator, first-call costs)
+        set_compile(_compiled(name))
         for _ in range(args.warmup):
             train_step(model, opts[name], batches[0])
             infer_step(model, batches[0])
     for it in range(args.iters):
         data = batches[it % len(batches)]
         for name, model in models.items():
+            set_compile(_compiled(name))
             w0, c0 = _clock()
             train_step(model, opts[name], data)
             w1, c1 = _clock()
@@ -289,7 +301,9 @@ def run(args):
             "warmup": args.warmup,
             "optimizer": "Adam(lr=1e-3)",
             "presets": {
-                n: PRESETS[n.split(":", 1)[1]] for n in models if n.startswith("itnet:")
+                n: PRESETS[n.split(":", 1)[1].removesuffix(COMPILED)]
+                for n in models
+                if n.startswith("itnet:")
             },
         },
         "results": {n: r for n, r in rows.items()},
@@ -440,6 +454,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
         torch.manual_seed(args.seed)
         model = build(args.sanity_model, args.sanity_classes)
+        set_compile(_compiled(args.sanity_model))
         report["sanity"] = {
             "model": args.sanity_model,
             "threads": args.threads,

@@ -84,6 +84,13 @@ def _set_threads(threads: Optional[int]) -> None:
         torch.set_num_threads(threads)
 
 
+def _set_compile(enabled: bool) -> None:
+    if enabled:
+        from itnet_geo.ops import set_compile
+
+        set_compile(True)  # warns and stays eager where it cannot compile
+
+
 class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is at the time (main() may run again)."""
 
@@ -224,6 +231,12 @@ def _add_train_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
         help="torch CPU threads (default: torch's choice)",
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the neighbourhood sums through torch.compile (needs a C++ "
+        "compiler; the first steps compile; falls back to eager with a warning)",
+    )
     if not demo:
         g.add_argument(
             "--nproc",
@@ -526,6 +539,7 @@ def _cmd_train(args: argparse.Namespace, clock_start: float) -> int:
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _launch_local(args, clock_start)
     _set_threads(args.threads)
+    _set_compile(args.compile)
     if args.resume is not None:
         summary = train_run(
             None,
@@ -562,6 +576,7 @@ def _cmd_demo(args: argparse.Namespace, clock_start: float) -> int:
     from itnet_geo.train import train_run
 
     _set_threads(args.threads)
+    _set_compile(args.compile)
     if args.preset is None:
         args.preset = "demo"
     if args.smoke:
@@ -595,6 +610,7 @@ def _cmd_eval(args: argparse.Namespace, clock_start: float) -> int:
     from itnet_geo.train import evaluate_checkpoint
 
     _set_threads(args.threads)
+    _set_compile(args.compile)
     if args.votes < 1:
         raise ValueError(f"--votes must be at least 1, got {args.votes}")
     result = evaluate_checkpoint(
@@ -901,6 +917,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cache-dir", default=None, help="processed-data cache")
     ev.add_argument("--seed", type=int, default=0, help="seed of the voting")
     ev.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ev.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the neighbourhood sums through torch.compile",
+    )
     ev.add_argument("--progress", action="store_true", help="show a progress bar")
     ev.add_argument(
         "--predictions",

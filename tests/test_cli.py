@@ -999,3 +999,30 @@ def test_compare_reads_a_run_directory_and_its_last_checkpoint(
     code, _, err = _main(capsys, "compare", str(run / "best.pt"))
     assert code == cli.EXIT_FAILURE
     assert "best.pt carries no training history" in err
+
+
+def test_compile_flag_compiles_the_neighbourhood_sums(tmp_path, capsys):
+    from itnet_geo.ops import compile_enabled, set_compile
+
+    if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        pytest.skip("no C++ compiler for torch.compile")
+    try:
+        code, out, _ = _main(
+            capsys,
+            "demo",
+            "--smoke",
+            "--compile",
+            "--out",
+            str(tmp_path / "run"),
+            "--root",
+            str(tmp_path / "data"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--no-progress",
+        )
+        assert compile_enabled()
+    finally:
+        set_compile(False)
+    assert code == 0 and "test accuracy" in out
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "thread(s), compiled neighbourhood sums" in log

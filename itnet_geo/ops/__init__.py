@@ -1,5 +1,6 @@
 """Neighbour search, sampling and scatter reductions on irregular domains."""
 
+from itnet_geo.ops.fused import compile_enabled, set_compile
 from itnet_geo.ops.neighbors import fps, knn, knn_graph, radius, radius_graph
 from itnet_geo.ops.scatter import scatter, scatter_softmax, segment
 
@@ -12,4 +13,6 @@ __all__ = [
     "scatter",
     "segment",
     "scatter_softmax",
+    "set_compile",
+    "compile_enabled",
 ]

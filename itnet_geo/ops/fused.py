@@ -16,6 +16,7 @@ and is tested against it.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Optional
 
@@ -48,6 +49,91 @@ def form_message(coef: Tensor, value: Tensor, contract: bool = False) -> Tensor:
         mat = coef.view(num_edges, -1, c_in)
         return (mat * value.view(num_edges, 1, c_in)).sum(dim=-1, keepdim=True)
     return coef.unsqueeze(-1) * value
+
+
+def contract_neighborhoods(coef: Tensor, value: Tensor) -> Tensor:
+    r"""Sum kernel-weighted values over dense neighbourhoods.
+
+    .. math::
+        o_{n,c,d} = \sum_k a_{n,k,c}\, v_{n,k,c,d}
+
+    Args:
+        coef (torch.Tensor): Coefficients :math:`(n, k, K)`.
+        value (torch.Tensor): Values :math:`(n, k, K_v, D)`, :math:`K_v \in \{1, K\}`.
+
+    Returns:
+        :math:`(n, K, D)`.
+    """
+    return (coef.unsqueeze(-1) * value).sum(dim=1)
+
+
+# The compiled contraction (None: eager); see set_compile.
+_compiled: Optional[Callable[[Tensor, Tensor], Tensor]] = None
+
+
+def _contraction(device: torch.device) -> Callable[[Tensor, Tensor], Tensor]:
+    if _compiled is not None and device.type == "cpu":
+        return _compiled
+    return contract_neighborhoods
+
+
+def set_compile(enabled: bool = True) -> bool:
+    r"""Run the fused path's neighbourhood sums through :func:`torch.compile`.
+
+    On regular (e.g. k-NN) neighbourhoods the fused path multiplies kernel
+    coefficients with gathered values and sums them over each neighbourhood
+    (:func:`contract_neighborhoods`; measures ``sum``, ``mean`` and
+    ``softmax``). Eagerly that writes an :math:`E \times C` product and reads it
+    back, forward and backward; compiled, the product and the sum are one loop.
+    The first calls compile (seconds, cached on disk by PyTorch afterwards);
+    the results equal the eager ones up to float rounding. CPU tensors only:
+    other devices stay eager.
+
+    Compilation needs a working C++ compiler. Enabling it compiles and checks
+    a small example first; if that fails, a warning says why and the fused
+    path stays eager.
+
+    Args:
+        enabled (bool, optional): Switch compilation on or off.
+            (default: :obj:`True`)
+
+    Returns:
+        Whether the compiled contraction is now in use.
+    """
+    global _compiled
+    if not enabled:
+        _compiled = None
+        return False
+    if _compiled is not None:
+        return True
+    try:
+        fn = torch.compile(contract_neighborhoods, dynamic=True)
+        # Distinct sizes, so that none is specialised to another's.
+        coef = torch.randn(5, 3, 2, requires_grad=True)
+        value = torch.randn(5, 3, 2, 7, requires_grad=True)
+        out = fn(coef, value)
+        grads = torch.autograd.grad(out.square().sum(), (coef, value))
+        ref = contract_neighborhoods(coef, value)
+        ref_grads = torch.autograd.grad(ref.square().sum(), (coef, value))
+        for a, b in zip((out, *grads), (ref, *ref_grads), strict=True):
+            if not torch.allclose(a, b, rtol=1e-4, atol=1e-5):
+                raise RuntimeError("the compiled contraction differs from eager")
+    except Exception as exc:  # noqa: BLE001 - any failure means: stay eager
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        warnings.warn(
+            f"torch.compile is unavailable here ({reason}); the fused kernel "
+            "integral stays eager",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return False
+    _compiled = fn
+    return True
+
+
+def compile_enabled() -> bool:
+    """Whether :func:`set_compile` switched the compiled contraction on."""
+    return _compiled is not None
 
 
 def _log_weight(weight: Tensor) -> Tensor:
@@ -182,11 +268,14 @@ def _dense_tile(
         coef = kappa
     else:
         coef = kappa * weight_t
-    msg = form_message(coef.reshape(n * k, -1), value_g.flatten(0, 1), contract)
-    msg = msg.view((n, k) + msg.shape[1:])
-    if measure == "max":
-        return msg.amax(dim=1)
-    out = msg.sum(dim=1)
+    if measure == "max" or contract:
+        msg = form_message(coef.reshape(n * k, -1), value_g.flatten(0, 1), contract)
+        msg = msg.view((n, k) + msg.shape[1:])
+        if measure == "max":
+            return msg.amax(dim=1)
+        out = msg.sum(dim=1)
+    else:
+        out = _contraction(coef.device)(coef, value_g)
     if measure == "mean":
         total = (
             out.new_full((n,), float(k)) if weight_t is None else weight_t.sum((1, 2))
@@ -452,4 +541,13 @@ def kernel_integral(
     )
 
 
-__all__ = ["kernel_integral", "tile_integral", "form_message", "csr_order", "MEASURES"]
+__all__ = [
+    "kernel_integral",
+    "tile_integral",
+    "form_message",
+    "contract_neighborhoods",
+    "set_compile",
+    "compile_enabled",
+    "csr_order",
+    "MEASURES",
+]

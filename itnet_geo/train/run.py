@@ -27,6 +27,7 @@ from torch_geometric.loader import DataLoader
 
 import itnet_geo
 from itnet_geo._atomic import atomic_open, write_atomic
+from itnet_geo.ops import compile_enabled
 from itnet_geo.train.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -230,11 +231,12 @@ def train_run(
         out.mkdir(parents=True, exist_ok=True)
         file_log = _FileLog(out / LOG_FILE)  # train.log from the data line on
         log.info(
-            "itnet_geo %s, torch %s: %d process(es) of %d thread(s)",
+            "itnet_geo %s, torch %s: %d process(es) of %d thread(s)%s",
             itnet_geo.__version__,
             torch.__version__,
             info.world_size,
             torch.get_num_threads(),
+            ", compiled neighbourhood sums" if compile_enabled() else "",
         )
     try:
         return _train_and_score(

@@ -1,9 +1,11 @@
 import itertools
+import shutil
 
 import pytest
 import torch
 
 from itnet_geo.nn import ITConv
+from itnet_geo.ops import fused
 from itnet_geo.ops.fused import _tiles, csr_order, kernel_integral
 
 KERNELS = ["channel", "heads", "lowrank", "full"]
@@ -159,3 +161,87 @@ def test_fused_memory_does_not_hold_edge_tensors():
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         conv(x, pos, edge_index).sum().backward()
     assert max(sizes) < 3200 * 32 / 4
+
+
+def _has_cxx() -> bool:
+    return any(shutil.which(c) for c in ("g++", "c++", "clang++"))
+
+
+@pytest.fixture
+def compiled():
+    """The compiled contraction switched on, counting its calls; off afterwards."""
+    if not _has_cxx():
+        pytest.skip("no C++ compiler for torch.compile")
+    assert fused.set_compile(True)
+    calls = []
+    compiled_fn = fused._compiled
+
+    def counted(coef, value):
+        calls.append(coef.shape)
+        return compiled_fn(coef, value)
+
+    fused._compiled = counted
+    yield calls
+    fused.set_compile(False)
+
+
+@pytest.mark.parametrize("kernel", ["channel", "heads", "lowrank"])
+def test_compiled_contraction_equals_reference(compiled, kernel):
+    torch.manual_seed(0)
+    conv = ITConv(8, 12, kernel=kernel, measure="sum", heads=3, rank=4, hidden=16)
+    conv = conv.double()
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(14, 8, generator=gen, dtype=torch.double, requires_grad=True)
+    pos = torch.randn(14, 3, generator=gen, dtype=torch.double, requires_grad=True)
+    w = (torch.rand(14, generator=gen, dtype=torch.double) + 0.5).requires_grad_()
+    edge_index = graph("regular")
+    tensors = [x, pos, w, *conv.parameters()]
+    for measure in ("sum", "mean", "softmax"):
+        conv.measure = measure
+        conv.tile_size = None
+        ref = conv(x, pos, edge_index, w)
+        ref_grads = grads(ref, tensors)
+        before = len(compiled)
+        conv.tile_size = 24  # several tiles of whole neighbourhoods
+        out = conv(x, pos, edge_index, w)
+        out_grads = grads(out, tensors)
+        assert len(compiled) > before  # forward and the backward's recomputation
+        torch.testing.assert_close(out, ref)
+        for a, b in zip(out_grads, ref_grads, strict=True):
+            torch.testing.assert_close(a, b)
+
+
+def test_compiled_contraction_in_eval_without_gradients(compiled):
+    torch.manual_seed(0)
+    conv = ITConv(8, 16, kernel="heads", measure="softmax", heads=4).eval()
+    x, pos = torch.randn(30, 8), torch.randn(30, 3)
+    edge_index = graph("regular", 30, 30)
+    with torch.no_grad():
+        conv.tile_size = None
+        ref = conv(x, pos, edge_index)
+        conv.tile_size = 40
+        out = conv(x, pos, edge_index)
+    assert compiled
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_set_compile_falls_back_to_eager_with_a_warning(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no working C++ compiler found")
+
+    fused.set_compile(False)
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.warns(RuntimeWarning, match="no working C\\+\\+ compiler found"):
+        assert fused.set_compile(True) is False
+    assert not fused.compile_enabled()
+    conv = ITConv(4, 6, tile_size=8)
+    out = conv(torch.randn(10, 4), torch.randn(10, 3), graph("regular", 10, 10))
+    assert out.shape == (10, 6) and torch.isfinite(out).all()
+
+
+def test_set_compile_refuses_a_contraction_that_computes_otherwise(monkeypatch):
+    fused.set_compile(False)
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: lambda c, v: 2 * fn(c, v))
+    with pytest.warns(RuntimeWarning, match="differs from eager"):
+        assert fused.set_compile(True) is False
+    assert not fused.compile_enabled()
