@@ -7,7 +7,7 @@ growth over the baseline after loading inputs and building the layer. Peers:
 PyG PointTransformerConv, EdgeConv, PointNetConv, neuraloperator's
 IntegralTransform (``pip install neuraloperator==2.0.0``; reported as missing
 otherwise), a naive MLP kernel + ``index_add`` and ITConv on the reference and
-the fused path.
+the fused path (eager, and with its neighbourhood sums through torch.compile).
 
     python benchmarks/layers.py                 # N = 16,384
     python benchmarks/layers.py --scale         # adds 65k, 262k, 1M points
@@ -40,6 +40,7 @@ LAYERS = [
     "naive_mlp_kernel",
     "itconv_reference",
     "itconv_fused",
+    "itconv_fused_compiled",
 ]
 LABELS = {
     "pyg_point_transformer": "PyG PointTransformerConv (MLP pos_nn, attn_nn)",
@@ -49,6 +50,7 @@ LABELS = {
     "naive_mlp_kernel": "naive MLP kernel (dp, f_i, f_j) + index_add",
     "itconv_reference": "ITConv reference (MessagePassing)",
     "itconv_fused": "ITConv fused (tiled)",
+    "itconv_fused_compiled": "ITConv fused, neighbourhood sums compiled",
 }
 
 
@@ -117,12 +119,14 @@ def build(name: str, channels: int, hidden: int, tile_size: int):
             return torch.zeros_like(x).index_add_(0, i, msg)
 
         return m, run
-    if name in ("itconv_reference", "itconv_fused"):
+    if name.startswith("itconv_"):
         from itnet_geo.nn import ITConv
+        from itnet_geo.ops import set_compile
 
-        m = ITConv(
-            c, c, hidden=h, tile_size=tile_size if name == "itconv_fused" else None
-        )
+        if name == "itconv_fused_compiled" and not set_compile(True):
+            raise ImportError(name="a working torch.compile")
+        fused = name != "itconv_reference"
+        m = ITConv(c, c, hidden=h, tile_size=tile_size if fused else None)
         return m, lambda x, pos, ei: m(x, pos, ei)
     raise ValueError(f"unknown layer {name!r}")
 

@@ -51,47 +51,76 @@ def form_message(coef: Tensor, value: Tensor, contract: bool = False) -> Tensor:
     return coef.unsqueeze(-1) * value
 
 
-def contract_neighborhoods(coef: Tensor, value: Tensor) -> Tensor:
+def contract_neighborhoods(
+    coef: Tensor, value: Tensor, index: Optional[Tensor] = None
+) -> Tensor:
     r"""Sum kernel-weighted values over dense neighbourhoods.
 
     .. math::
         o_{n,c,d} = \sum_k a_{n,k,c}\, v_{n,k,c,d}
+        \qquad\text{or, with an index,}\qquad
+        o_{n,c,d} = \sum_k a_{n,k,c}\, v_{\mathrm{index}_{n,k},c,d}
 
     Args:
         coef (torch.Tensor): Coefficients :math:`(n, k, K)`.
-        value (torch.Tensor): Values :math:`(n, k, K_v, D)`, :math:`K_v \in \{1, K\}`.
+        value (torch.Tensor): Values :math:`(n, k, K_v, D)`, :math:`K_v \in
+            \{1, K\}`; with :obj:`index`, the value table :math:`(N, K_v, D)`.
+        index (torch.Tensor, optional): The row of :obj:`value` of each
+            neighbour, :math:`(n, k)`. (default: :obj:`None`)
 
     Returns:
         :math:`(n, K, D)`.
     """
+    if index is not None:
+        value = value[index]
     return (coef.unsqueeze(-1) * value).sum(dim=1)
 
 
-# The compiled contraction (None: eager); see set_compile.
-_compiled: Optional[Callable[[Tensor, Tensor], Tensor]] = None
+# contract_neighborhoods through torch.compile (None: eager); see set_compile.
+_compiled: Optional[Callable[..., Tensor]] = None
 
 
-def _contraction(device: torch.device) -> Callable[[Tensor, Tensor], Tensor]:
+def _contraction(device: torch.device) -> Callable[..., Tensor]:
     if _compiled is not None and device.type == "cpu":
         return _compiled
     return contract_neighborhoods
 
 
+def _probe(fn: Callable[..., Tensor]) -> None:
+    """Raise unless ``fn`` computes contract_neighborhoods (values, gradients)."""
+    gen = torch.Generator().manual_seed(0)
+    # Sizes all distinct, so that none is specialised to another's.
+    coef = torch.randn(5, 3, 2, generator=gen, requires_grad=True)
+    value = torch.randn(5, 3, 2, 7, generator=gen, requires_grad=True)
+    table = torch.randn(11, 1, 7, generator=gen, requires_grad=True)
+    index = torch.randint(0, 11, (5, 3), generator=gen)
+    for args in ((coef, value), (coef, table, index)):
+        inputs = args[:2]
+        out = fn(*args)
+        ref = contract_neighborhoods(*args)
+        got = (out, *torch.autograd.grad(out.square().sum(), inputs))
+        want = (ref, *torch.autograd.grad(ref.square().sum(), inputs))
+        for a, b in zip(got, want, strict=True):
+            if a.shape != b.shape or not torch.allclose(a, b, rtol=1e-4, atol=1e-5):
+                raise RuntimeError("the compiled contraction differs from eager")
+
+
 def set_compile(enabled: bool = True) -> bool:
     r"""Run the fused path's neighbourhood sums through :func:`torch.compile`.
 
-    On regular (e.g. k-NN) neighbourhoods the fused path multiplies kernel
-    coefficients with gathered values and sums them over each neighbourhood
-    (:func:`contract_neighborhoods`; measures ``sum``, ``mean`` and
-    ``softmax``). Eagerly that writes an :math:`E \times C` product and reads it
-    back, forward and backward; compiled, the product and the sum are one loop.
-    The first calls compile (seconds, cached on disk by PyTorch afterwards);
-    the results equal the eager ones up to float rounding. CPU tensors only:
-    other devices stay eager.
+    On regular (e.g. k-NN) neighbourhoods the fused path gathers the values of
+    each target's neighbours, multiplies them with the kernel coefficients and
+    sums over the neighbourhood (:func:`contract_neighborhoods`; measures
+    ``sum``, ``mean`` and ``softmax``). Eagerly each of the three steps writes
+    an :math:`E \times C` tensor that the next one reads, forward and backward;
+    compiled, the product and the sum are one loop, and so is the gather where
+    the value table is no bigger than a tile. The first calls compile (seconds;
+    PyTorch caches the result on disk); results equal the eager ones up to
+    float rounding. CPU tensors only: other devices stay eager.
 
-    Compilation needs a working C++ compiler. Enabling it compiles and checks
-    a small example first; if that fails, a warning says why and the fused
-    path stays eager.
+    Compilation needs a working C++ compiler. Switching it on compiles and
+    checks a small example first; if that fails, a warning says why and the
+    fused path stays eager.
 
     Args:
         enabled (bool, optional): Switch compilation on or off.
@@ -108,16 +137,7 @@ def set_compile(enabled: bool = True) -> bool:
         return True
     try:
         fn = torch.compile(contract_neighborhoods, dynamic=True)
-        # Distinct sizes, so that none is specialised to another's.
-        coef = torch.randn(5, 3, 2, requires_grad=True)
-        value = torch.randn(5, 3, 2, 7, requires_grad=True)
-        out = fn(coef, value)
-        grads = torch.autograd.grad(out.square().sum(), (coef, value))
-        ref = contract_neighborhoods(coef, value)
-        ref_grads = torch.autograd.grad(ref.square().sum(), (coef, value))
-        for a, b in zip((out, *grads), (ref, *ref_grads), strict=True):
-            if not torch.allclose(a, b, rtol=1e-4, atol=1e-5):
-                raise RuntimeError("the compiled contraction differs from eager")
+        _probe(fn)
     except Exception as exc:  # noqa: BLE001 - any failure means: stay eager
         reason = " ".join(str(exc).split())[:300] or type(exc).__name__
         warnings.warn(
@@ -156,6 +176,7 @@ def tile_integral(
     contract: bool = False,
     value_pos: bool = False,
     degree: Optional[int] = None,
+    value_index: Optional[Tensor] = None,
 ) -> Tensor:
     r"""The kernel integral over one tile of edges, with per-target outputs.
 
@@ -177,6 +198,10 @@ def tile_integral(
         degree: If every target has exactly this many edges, the tile is
             evaluated as a dense :math:`(n, k)` block: broadcasts and reductions
             over a dimension instead of gathers and scatters.
+        value_index: If given, :obj:`value_g` is the whole value table
+            :math:`(N_s, K_v, C)` and this is the source of each edge,
+            :math:`(E,)`: a dense tile then gathers inside
+            :func:`contract_neighborhoods`.
 
     Returns:
         The integral per target, :math:`(n, K, C)`.
@@ -196,7 +221,10 @@ def tile_integral(
             measure,
             contract,
             value_pos,
+            value_index,
         )
+    if value_index is not None:
+        value_g = value_g.index_select(0, value_index)
     dst_g = dst_t.index_select(0, row)
     rel_pos = pos_src_g - pos_dst_t.index_select(0, row)
     kappa, pos_emb = edge_fn(params, src_g, dst_g, rel_pos)
@@ -249,13 +277,21 @@ def _dense_tile(
     measure: str,
     contract: bool,
     value_pos: bool,
+    value_index: Optional[Tensor] = None,
 ) -> Tensor:
     """:func:`tile_integral` for a tile whose targets all have k edges."""
     src_g = src_g.view(n, k, -1)
     rel_pos = pos_src_g.view(n, k, -1) - pos_dst_t.unsqueeze(1)
     kappa, pos_emb = edge_fn(params, src_g, dst_t.unsqueeze(1), rel_pos)
     kappa = kappa.expand(n, k, kappa.size(-1))
-    value_g = value_g.view((n, k) + value_g.shape[1:])
+    # With value_index, value_g is the whole table: the contraction gathers.
+    fuse_gather = value_index is not None and not (
+        value_pos or contract or measure == "max"
+    )
+    if not fuse_gather:
+        if value_index is not None:
+            value_g = value_g.index_select(0, value_index)
+        value_g = value_g.view((n, k) + value_g.shape[1:])
     if value_pos:
         if pos_emb is None:
             raise ValueError("value_pos needs a kernel with a 'rel_pos' input")
@@ -275,7 +311,8 @@ def _dense_tile(
             return msg.amax(dim=1)
         out = msg.sum(dim=1)
     else:
-        out = _contraction(coef.device)(coef, value_g)
+        index = value_index.view(n, k) if fuse_gather else None
+        out = _contraction(coef.device)(coef, value_g, index)
     if measure == "mean":
         total = (
             out.new_full((n,), float(k)) if weight_t is None else weight_t.sum((1, 2))
@@ -316,6 +353,18 @@ class _Plan:
         self.tiles = _tiles(rowptr, tile_size)
 
 
+def _fuse_gather(plan: _Plan, value: Tensor) -> bool:
+    # The compiled gather's backward writes a gradient for every value row
+    # per tile: worth it while the table is no bigger than a tile's edges.
+    return (
+        plan.degree is not None
+        and _compiled is not None
+        and value.device.type == "cpu"
+        and bool(plan.tiles)
+        and value.size(0) <= max(e1 - e0 for _, _, e0, e1 in plan.tiles)
+    )
+
+
 class _KernelIntegral(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -334,6 +383,7 @@ class _KernelIntegral(torch.autograd.Function):
         measure, contract, value_pos = options
         outs = []
         tiles = plan.tiles or [(0, 0, 0, 0)]  # no targets: one empty tile
+        fuse = _fuse_gather(plan, value)
         for t0, t1, e0, e1 in tiles:
             col = plan.col[e0:e1]
             outs.append(
@@ -344,7 +394,7 @@ class _KernelIntegral(torch.autograd.Function):
                     dst_terms[t0:t1],
                     pos_src.index_select(0, col),
                     pos_dst[t0:t1],
-                    value.index_select(0, col),
+                    value if fuse else value.index_select(0, col),
                     None if weight is None else weight[e0:e1],
                     plan.row[e0:e1] - t0,
                     t1 - t0,
@@ -352,6 +402,7 @@ class _KernelIntegral(torch.autograd.Function):
                     contract,
                     value_pos,
                     plan.degree,
+                    col if fuse else None,
                 )
             )
         out = torch.cat(outs, dim=0) if len(outs) > 1 else outs[0]
@@ -394,6 +445,8 @@ class _KernelIntegral(torch.autograd.Function):
             for p, flag in zip(params, need_params, strict=True)
         ]
         grad_out = grad_out.contiguous()
+        fuse = _fuse_gather(plan, value)
+        val_all = value.detach().requires_grad_(need_val)
         for t0, t1, e0, e1 in plan.tiles:
             if e0 == e1:
                 continue
@@ -403,7 +456,10 @@ class _KernelIntegral(torch.autograd.Function):
                 dst_t = dst_terms[t0:t1].detach().requires_grad_(need_dst)
                 ps_g = pos_src.index_select(0, col).requires_grad_(need_ps)
                 pd_t = pos_dst[t0:t1].detach().requires_grad_(need_pd)
-                val_g = value.index_select(0, col).requires_grad_(need_val)
+                if fuse:
+                    val_g = val_all
+                else:
+                    val_g = value.index_select(0, col).requires_grad_(need_val)
                 w_t = None
                 if weight is not None:
                     w_t = weight[e0:e1].detach().requires_grad_(bool(need_w))
@@ -422,6 +478,7 @@ class _KernelIntegral(torch.autograd.Function):
                     contract,
                     value_pos,
                     plan.degree,
+                    col if fuse else None,
                 )
                 # (tile input, where its gradient goes)
                 targets = [
@@ -429,7 +486,7 @@ class _KernelIntegral(torch.autograd.Function):
                     (dst_t, g_dst, slice(t0, t1)),
                     (ps_g, g_ps, col),
                     (pd_t, g_pd, slice(t0, t1)),
-                    (val_g, g_val, col),
+                    (val_g, g_val, None if fuse else col),
                 ]
                 if w_t is not None:
                     targets.append((w_t, g_w, slice(e0, e1)))

@@ -169,27 +169,46 @@ def _has_cxx() -> bool:
 
 @pytest.fixture
 def compiled():
-    """The compiled contraction switched on, counting its calls; off afterwards."""
+    """The compiled contraction switched on, its calls recorded; off afterwards."""
     if not _has_cxx():
         pytest.skip("no C++ compiler for torch.compile")
     assert fused.set_compile(True)
     calls = []
     compiled_fn = fused._compiled
 
-    def counted(coef, value):
-        calls.append(coef.shape)
-        return compiled_fn(coef, value)
+    def recorded(coef, value, index=None):
+        calls.append("gathers" if index is not None else "gathered")
+        return compiled_fn(coef, value, index)
 
-    fused._compiled = counted
+    fused._compiled = recorded
     yield calls
     fused.set_compile(False)
 
 
-@pytest.mark.parametrize("kernel", ["channel", "heads", "lowrank"])
-def test_compiled_contraction_equals_reference(compiled, kernel):
+@pytest.mark.parametrize(
+    "kernel, value_pos, tile_size, path",
+    [
+        ("channel", False, 24, "gathers"),  # the value table fits a tile
+        ("heads", False, 24, "gathers"),
+        ("lowrank", False, 24, "gathers"),
+        ("heads", False, 8, "gathered"),  # 14 values, tiles of 8 edges
+        ("heads", True, 24, "gathered"),  # values + positional term
+    ],
+)
+def test_compiled_contraction_equals_reference(
+    compiled, kernel, value_pos, tile_size, path
+):
     torch.manual_seed(0)
-    conv = ITConv(8, 12, kernel=kernel, measure="sum", heads=3, rank=4, hidden=16)
-    conv = conv.double()
+    conv = ITConv(
+        8,
+        12,
+        kernel=kernel,
+        measure="sum",
+        heads=3,
+        rank=4,
+        hidden=12 if value_pos else 16,
+        value_pos=value_pos,
+    ).double()
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(14, 8, generator=gen, dtype=torch.double, requires_grad=True)
     pos = torch.randn(14, 3, generator=gen, dtype=torch.double, requires_grad=True)
@@ -201,11 +220,12 @@ def test_compiled_contraction_equals_reference(compiled, kernel):
         conv.tile_size = None
         ref = conv(x, pos, edge_index, w)
         ref_grads = grads(ref, tensors)
-        before = len(compiled)
-        conv.tile_size = 24  # several tiles of whole neighbourhoods
+        compiled.clear()
+        conv.tile_size = tile_size
         out = conv(x, pos, edge_index, w)
         out_grads = grads(out, tensors)
-        assert len(compiled) > before  # forward and the backward's recomputation
+        # every tile, in forward and in the backward's recomputation
+        assert compiled and set(compiled) == {path}
         torch.testing.assert_close(out, ref)
         for a, b in zip(out_grads, ref_grads, strict=True):
             torch.testing.assert_close(a, b)
@@ -241,7 +261,7 @@ def test_set_compile_falls_back_to_eager_with_a_warning(monkeypatch):
 
 def test_set_compile_refuses_a_contraction_that_computes_otherwise(monkeypatch):
     fused.set_compile(False)
-    monkeypatch.setattr(torch, "compile", lambda fn, **kw: lambda c, v: 2 * fn(c, v))
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: lambda *a: 2 * fn(*a))
     with pytest.warns(RuntimeWarning, match="differs from eager"):
         assert fused.set_compile(True) is False
     assert not fused.compile_enabled()
