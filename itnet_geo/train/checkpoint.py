@@ -41,6 +41,7 @@ from __future__ import annotations
 import collections
 import os
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -73,6 +74,15 @@ TRAINING_STATE = (
 
 class CheckpointError(RuntimeError):
     r"""A checkpoint that cannot be read, is not an itnet_geo one, or does not fit."""
+
+
+def some_names(names: Sequence[str], shown: int = 10) -> str:
+    """The first :obj:`shown` names, and how many there are when that is not all.
+
+    For error messages that name classes: a dataset may have hundreds.
+    """
+    more = f", ... ({len(names)} in all)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _check_plain(obj: Any, where: str) -> None:

@@ -27,6 +27,7 @@ from itnet_geo.train.checkpoint import (
     model_from_checkpoint,
     model_only,
     save_checkpoint,
+    some_names,
 )
 from itnet_geo.train.data import DataSpec
 
@@ -64,8 +65,8 @@ def ensemble_from_checkpoints(
             missing = sorted(set(classes) - set(names))
             raise CheckpointError(
                 f"{path} was trained on other classes than {first_path}"
-                f"{': it adds ' + _some(extra) if extra else ''}"
-                f"{': it lacks ' + _some(missing) if missing else ''}"
+                f"{': it adds ' + some_names(extra) if extra else ''}"
+                f"{': it lacks ' + some_names(missing) if missing else ''}"
             )
         other = _data_options(ckpt)
         differ = sorted(
@@ -80,12 +81,6 @@ def ensemble_from_checkpoints(
         index = {c: i for i, c in enumerate(names)}
         maps.append(torch.tensor([index[c] for c in classes], dtype=torch.long))
     return Ensemble([model_from_checkpoint(c) for c in ckpts], maps).eval()
-
-
-def _some(names: Sequence[str], shown: int = 10) -> str:
-    """The first :obj:`shown` names, and how many there are when that is not all."""
-    more = f", ... ({len(names)} in all)" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more
 
 
 def _data_options(ckpt: dict[str, Any]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from itnet_geo.train.checkpoint import (
     load_checkpoint,
     model_from_checkpoint,
     seed_everything,
+    some_names,
 )
 from itnet_geo.train.data import (
     DataSpec,
@@ -584,9 +585,8 @@ def evaluate_checkpoint(
     unknown = [c for c in names if c not in index]
     if unknown:
         raise CheckpointError(
-            f"classes of {spec.root} unknown to the checkpoint: {', '.join(unknown)} "
-            f"(it knows {len(classes)}: {', '.join(classes[:10])}"
-            f"{', ...' if len(classes) > 10 else ''})"
+            f"classes of {spec.root} unknown to the checkpoint: "
+            f"{some_names(unknown)} (it knows {some_names(classes)})"
         )
     label_map = torch.tensor([index[c] for c in names], dtype=torch.long)
     if class_weights is not None:
@@ -594,14 +594,14 @@ def evaluate_checkpoint(
         if strangers:
             raise ValueError(
                 f"class weights for classes the checkpoint does not know: "
-                f"{', '.join(strangers)}"
+                f"{some_names(strangers)}"
             )
         weighed = [c for c in classes if class_weights.get(c, 0) > 0]
         unmeasured = [c for c in weighed if c not in names]
         if unmeasured:
             raise ValueError(
                 f"class weights for classes with no shape in the {split} split of "
-                f"{spec.root}: {', '.join(unmeasured)}"
+                f"{spec.root}: {some_names(unmeasured)}"
             )
     model = (
         model_from_checkpoint(ckpt)

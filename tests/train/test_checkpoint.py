@@ -13,7 +13,7 @@ from itnet_geo.train import (
     save_checkpoint,
     set_rng_state,
 )
-from itnet_geo.train.checkpoint import FORMAT
+from itnet_geo.train.checkpoint import FORMAT, some_names
 
 
 def _payload():
@@ -112,3 +112,11 @@ def test_rng_state_round_trip_restores_every_stream(tmp_path):
 def test_model_config_needs_name_and_config():
     with pytest.raises(TypeError, match="name"):
         model_config(torch.nn.Linear(2, 2))
+
+
+def test_some_names_shows_ten_and_counts_the_rest():
+    names = [f"c{i}" for i in range(40)]
+    assert some_names(names[:3]) == "c0, c1, c2"
+    assert some_names(names[:10]) == ", ".join(names[:10])
+    assert some_names(names) == ", ".join(names[:10]) + ", ... (40 in all)"
+    assert some_names(names, shown=2) == "c0, c1, ... (40 in all)"
