@@ -352,6 +352,19 @@ def test_cluster_backend_requires_torch_cluster(monkeypatch):
     assert knn_graph(_cloud(5), 2).shape == (2, 10)
 
 
+def test_fps_auto_takes_the_pure_path_on_the_cpu(monkeypatch):
+    def no_cluster():
+        raise AssertionError("torch-cluster called for fps on the CPU")
+
+    monkeypatch.setattr(neighbors, "WITH_TORCH_CLUSTER", True)
+    monkeypatch.setattr(neighbors, "_torch_cluster", no_cluster)
+    x, batch = _cloud(40, seed=3), _batch(15, 25)
+    pure = fps(x, batch, 0.3, random_start=False, backend="pure")
+    assert torch.equal(fps(x, batch, 0.3, random_start=False), pure)
+    with pytest.raises(AssertionError, match="torch-cluster called"):
+        fps(x, batch, 0.3, backend="cluster")  # asked for by name: still used
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_stays_on_device():
     x, batch = _cloud(200, seed=22), _batch(120, 80)
