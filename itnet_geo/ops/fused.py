@@ -11,7 +11,8 @@ plus one tile's edge tensors, whatever the number of edges.
 The per-edge maths (kernel, message, measure) is the function
 :func:`tile_integral`, also usable on a whole edge set; the layer's reference
 path computes the same quantity through :class:`~torch_geometric.nn.MessagePassing`
-and is tested against it.
+and is tested against it. :func:`set_compile` runs the neighbourhood sums of
+regular neighbourhoods through :func:`torch.compile`.
 """
 
 from __future__ import annotations
@@ -407,6 +408,7 @@ class _KernelIntegral(torch.autograd.Function):
             )
         out = torch.cat(outs, dim=0) if len(outs) > 1 else outs[0]
         ctx.plan = plan
+        ctx.fuse = fuse  # backward gathers as forward did
         ctx.edge_fn = edge_fn
         ctx.options = options
         ctx.has_weight = weight is not None
@@ -445,7 +447,7 @@ class _KernelIntegral(torch.autograd.Function):
             for p, flag in zip(params, need_params, strict=True)
         ]
         grad_out = grad_out.contiguous()
-        fuse = _fuse_gather(plan, value)
+        fuse = ctx.fuse
         val_all = value.detach().requires_grad_(need_val)
         for t0, t1, e0, e1 in plan.tiles:
             if e0 == e1:

@@ -231,6 +231,23 @@ def test_compiled_contraction_equals_reference(
             torch.testing.assert_close(a, b)
 
 
+def test_switching_compilation_off_between_forward_and_backward(compiled):
+    torch.manual_seed(0)
+    conv = ITConv(8, 12, kernel="heads", measure="softmax", heads=3).double()
+    x = torch.randn(14, 8, dtype=torch.double, requires_grad=True)
+    pos = torch.randn(14, 3, dtype=torch.double)
+    edge_index = graph("regular")
+    ref = conv(x, pos, edge_index)
+    ref_grads = grads(ref, [x, *conv.parameters()])
+    conv.tile_size = 24
+    out = conv(x, pos, edge_index)  # compiled, gathering inside
+    assert compiled == ["gathers"] * 3
+    fused.set_compile(False)  # the backward's recomputation runs eagerly
+    for a, b in zip(grads(out, [x, *conv.parameters()]), ref_grads, strict=True):
+        torch.testing.assert_close(a, b)
+    assert compiled == ["gathers"] * 3
+
+
 def test_compiled_contraction_in_eval_without_gradients(compiled):
     torch.manual_seed(0)
     conv = ITConv(8, 16, kernel="heads", measure="softmax", heads=4).eval()
