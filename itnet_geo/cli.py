@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -787,6 +788,15 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def _cxx_compiler() -> str:
+    """The C++ compiler torch.compile would find (what --compile needs)."""
+    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        path = shutil.which(name) if name else None
+        if path:
+            return f"{path} (for --compile)"
+    return "none found (--compile stays eager)"
+
+
 def _cmd_info(args: argparse.Namespace, clock_start: float) -> int:
     import torch
 
@@ -810,6 +820,7 @@ def _cmd_info(args: argparse.Namespace, clock_start: float) -> int:
         ("WITH_TORCH_SCATTER", str(WITH_TORCH_SCATTER)),
         ("torch threads", f"{torch.get_num_threads()} (cpus: {os.cpu_count()})"),
         ("cuda", str(torch.cuda.is_available())),
+        ("C++ compiler", _cxx_compiler()),
         ("cache dir", str(default_cache_dir())),
         ("data dir", str(default_data_root())),
     ]

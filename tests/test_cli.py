@@ -589,10 +589,18 @@ def test_info(capsys):
         "WITH_TORCH_CLUSTER",
         "WITH_TORCH_SCATTER",
         "torch threads",
+        "C++ compiler",
         "cache dir",
         "data dir",
     ):
         assert key in out
+
+
+def test_info_says_when_compile_has_no_compiler(capsys, monkeypatch):
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(cli.shutil, "which", lambda name: None)
+    code, out, _ = _main(capsys, "info")
+    assert code == 0 and "none found (--compile stays eager)" in out
 
 
 def test_builtin_bench(capsys):
