@@ -77,47 +77,85 @@ def contract_neighborhoods(
     return (coef.unsqueeze(-1) * value).sum(dim=1)
 
 
-# contract_neighborhoods through torch.compile (None: eager); see set_compile.
-_compiled: Optional[Callable[..., Tensor]] = None
+def scatter_neighborhoods(
+    coef: Tensor, value: Tensor, row: Tensor, num_targets: int
+) -> Tensor:
+    r"""Sum kernel-weighted values per target over a list of edges.
+
+    .. math::
+        o_{i,c,d} = \sum_{e:\, \mathrm{row}_e = i} a_{e,c}\, v_{e,c,d}
+
+    Args:
+        coef (torch.Tensor): Coefficients per edge :math:`(E, K)`.
+        value (torch.Tensor): Values per edge :math:`(E, K_v, D)`,
+            :math:`K_v \in \{1, K\}`.
+        row (torch.Tensor): Target of each edge, in :math:`[0, n)`.
+        num_targets (int): :math:`n` (targets without edges get zeros).
+
+    Returns:
+        :math:`(n, K, D)`.
+    """
+    msg = coef.unsqueeze(-1) * value
+    return msg.new_zeros((num_targets,) + msg.shape[1:]).index_add(0, row, msg)
 
 
-def _contraction(device: torch.device) -> Callable[..., Tensor]:
-    if _compiled is not None and device.type == "cpu":
-        return _compiled
-    return contract_neighborhoods
+#: The neighbourhood sums set_compile may compile: regular neighbourhoods
+#: (dense blocks) and edge lists.
+_SUMS: dict[str, Callable[..., Tensor]] = {
+    "contract": contract_neighborhoods,
+    "scatter": scatter_neighborhoods,
+}
+# Their compiled versions while compilation is on (empty: eager).
+_compiled: dict[str, Callable[..., Tensor]] = {}
 
 
-def _probe(fn: Callable[..., Tensor]) -> None:
-    """Raise unless ``fn`` computes contract_neighborhoods (values, gradients)."""
+def _sums(name: str, device: torch.device) -> Callable[..., Tensor]:
+    if _compiled and device.type == "cpu":
+        return _compiled[name]
+    return _SUMS[name]
+
+
+def _probe(compiled: dict[str, Callable[..., Tensor]]) -> None:
+    """Raise unless the compiled sums equal the eager ones (values, gradients)."""
     gen = torch.Generator().manual_seed(0)
     # Sizes all distinct, so that none is specialised to another's.
     coef = torch.randn(5, 3, 2, generator=gen, requires_grad=True)
     value = torch.randn(5, 3, 2, 7, generator=gen, requires_grad=True)
     table = torch.randn(11, 1, 7, generator=gen, requires_grad=True)
     index = torch.randint(0, 11, (5, 3), generator=gen)
-    for args in ((coef, value), (coef, table, index)):
+    edge_coef = torch.randn(9, 2, generator=gen, requires_grad=True)
+    edge_value = torch.randn(9, 2, 7, generator=gen, requires_grad=True)
+    row = torch.tensor([0, 0, 2, 2, 2, 4, 4, 1, 0])  # targets 3 and 5 empty
+    cases = [
+        ("contract", (coef, value)),
+        ("contract", (coef, table, index)),
+        ("scatter", (edge_coef, edge_value, row, 6)),
+    ]
+    for name, args in cases:
         inputs = args[:2]
-        out = fn(*args)
-        ref = contract_neighborhoods(*args)
+        out = compiled[name](*args)
+        ref = _SUMS[name](*args)
         got = (out, *torch.autograd.grad(out.square().sum(), inputs))
         want = (ref, *torch.autograd.grad(ref.square().sum(), inputs))
         for a, b in zip(got, want, strict=True):
             if a.shape != b.shape or not torch.allclose(a, b, rtol=1e-4, atol=1e-5):
-                raise RuntimeError("the compiled contraction differs from eager")
+                raise RuntimeError(f"the compiled {name} sum differs from eager")
 
 
 def set_compile(enabled: bool = True) -> bool:
     r"""Run the fused path's neighbourhood sums through :func:`torch.compile`.
 
-    On regular (e.g. k-NN) neighbourhoods the fused path gathers the values of
-    each target's neighbours, multiplies them with the kernel coefficients and
-    sums over the neighbourhood (:func:`contract_neighborhoods`; measures
-    ``sum``, ``mean`` and ``softmax``). Eagerly each of the three steps writes
-    an :math:`E \times C` tensor that the next one reads, forward and backward;
-    compiled, the product and the sum are one loop, and so is the gather where
-    the value table is no bigger than a tile. The first calls compile (seconds;
-    PyTorch caches the result on disk); results equal the eager ones up to
-    float rounding. CPU tensors only: other devices stay eager.
+    The fused path weighs the values of each target's neighbours by the kernel
+    coefficients and sums them per target: over dense blocks for regular (e.g.
+    k-NN) neighbourhoods (:func:`contract_neighborhoods`), by a scatter over
+    the edge list otherwise (:func:`scatter_neighborhoods`); measures ``sum``,
+    ``mean`` and ``softmax``. Eagerly the product is an :math:`E \times C`
+    tensor written and read back, forward and backward; compiled, product and
+    sum are one loop, and so is the gather of the values for regular
+    neighbourhoods whose value table is no bigger than a tile. The first calls
+    compile (seconds; PyTorch caches the result on disk); results equal the
+    eager ones up to float rounding. CPU tensors only: other devices stay
+    eager.
 
     Compilation needs a working C++ compiler. Switching it on compiles and
     checks a small example first; if that fails, a warning says why and the
@@ -128,17 +166,16 @@ def set_compile(enabled: bool = True) -> bool:
             (default: :obj:`True`)
 
     Returns:
-        Whether the compiled contraction is now in use.
+        Whether the compiled sums are now in use.
     """
-    global _compiled
     if not enabled:
-        _compiled = None
+        _compiled.clear()
         return False
-    if _compiled is not None:
+    if _compiled:
         return True
     try:
-        fn = torch.compile(contract_neighborhoods, dynamic=True)
-        _probe(fn)
+        compiled = {name: torch.compile(fn, dynamic=True) for name, fn in _SUMS.items()}
+        _probe(compiled)
     except Exception as exc:  # noqa: BLE001 - any failure means: stay eager
         reason = " ".join(str(exc).split())[:300] or type(exc).__name__
         warnings.warn(
@@ -148,13 +185,13 @@ def set_compile(enabled: bool = True) -> bool:
             stacklevel=2,
         )
         return False
-    _compiled = fn
+    _compiled.update(compiled)
     return True
 
 
 def compile_enabled() -> bool:
-    """Whether :func:`set_compile` switched the compiled contraction on."""
-    return _compiled is not None
+    """Whether :func:`set_compile` switched the compiled sums on."""
+    return bool(_compiled)
 
 
 def _log_weight(weight: Tensor) -> Tensor:
@@ -247,7 +284,6 @@ def tile_integral(
         expo = (score - shift.index_select(0, row)).exp()
         denom = torch.zeros_like(shift).index_add(0, row, expo)
         coef = expo / denom.index_select(0, row)
-        msg = form_message(coef, value_g, contract)
     elif measure == "max":
         msg = form_message(kappa, value_g, contract)
         out = msg.new_zeros((num_targets,) + msg.shape[1:])
@@ -255,8 +291,11 @@ def tile_integral(
         return out.scatter_reduce(0, index, msg, "amax", include_self=False)
     else:
         coef = kappa if weight_t is None else kappa * weight_t[:, None]
+    if contract:
         msg = form_message(coef, value_g, contract)
-    out = msg.new_zeros((num_targets,) + msg.shape[1:]).index_add(0, row, msg)
+        out = msg.new_zeros((num_targets,) + msg.shape[1:]).index_add(0, row, msg)
+    else:
+        out = _sums("scatter", coef.device)(coef, value_g, row, num_targets)
     if measure == "mean":
         mass = torch.ones_like(row, dtype=out.dtype) if weight_t is None else weight_t
         total = out.new_zeros(num_targets).index_add(0, row, mass)
@@ -313,7 +352,7 @@ def _dense_tile(
         out = msg.sum(dim=1)
     else:
         index = value_index.view(n, k) if fuse_gather else None
-        out = _contraction(coef.device)(coef, value_g, index)
+        out = _sums("contract", coef.device)(coef, value_g, index)
     if measure == "mean":
         total = (
             out.new_full((n,), float(k)) if weight_t is None else weight_t.sum((1, 2))
@@ -359,7 +398,7 @@ def _fuse_gather(plan: _Plan, value: Tensor) -> bool:
     # per tile: worth it while the table is no bigger than a tile's edges.
     return (
         plan.degree is not None
-        and _compiled is not None
+        and bool(_compiled)
         and value.device.type == "cpu"
         and bool(plan.tiles)
         and value.size(0) <= max(e1 - e0 for _, _, e0, e1 in plan.tiles)
@@ -605,6 +644,7 @@ __all__ = [
     "tile_integral",
     "form_message",
     "contract_neighborhoods",
+    "scatter_neighborhoods",
     "set_compile",
     "compile_enabled",
     "csr_order",

@@ -169,34 +169,42 @@ def _has_cxx() -> bool:
 
 @pytest.fixture
 def compiled():
-    """The compiled contraction switched on, its calls recorded; off afterwards."""
+    """The compiled sums switched on, their calls recorded; off afterwards."""
     if not _has_cxx():
         pytest.skip("no C++ compiler for torch.compile")
     assert fused.set_compile(True)
     calls = []
-    compiled_fn = fused._compiled
+    real = dict(fused._compiled)
 
-    def recorded(coef, value, index=None):
-        calls.append("gathers" if index is not None else "gathered")
-        return compiled_fn(coef, value, index)
+    def recorded(name):
+        def call(*args):
+            if name == "scatter":
+                calls.append("scatter")
+            else:  # contract(coef, value, index): index None once gathered
+                calls.append("gathers" if args[2] is not None else "gathered")
+            return real[name](*args)
 
-    fused._compiled = recorded
+        return call
+
+    fused._compiled.update({name: recorded(name) for name in real})
     yield calls
     fused.set_compile(False)
 
 
 @pytest.mark.parametrize(
-    "kernel, value_pos, tile_size, path",
+    "kernel, value_pos, tile_size, kind, path",
     [
-        ("channel", False, 24, "gathers"),  # the value table fits a tile
-        ("heads", False, 24, "gathers"),
-        ("lowrank", False, 24, "gathers"),
-        ("heads", False, 8, "gathered"),  # 14 values, tiles of 8 edges
-        ("heads", True, 24, "gathered"),  # values + positional term
+        ("channel", False, 24, "regular", "gathers"),  # the value table fits a tile
+        ("heads", False, 24, "regular", "gathers"),
+        ("lowrank", False, 24, "regular", "gathers"),
+        ("heads", False, 8, "regular", "gathered"),  # 14 values, tiles of 8 edges
+        ("heads", True, 24, "regular", "gathered"),  # values + positional term
+        ("channel", False, 24, "random", "scatter"),  # irregular neighbourhoods
+        ("heads", True, 9, "random", "scatter"),
     ],
 )
-def test_compiled_contraction_equals_reference(
-    compiled, kernel, value_pos, tile_size, path
+def test_compiled_sums_equal_reference(
+    compiled, kernel, value_pos, tile_size, kind, path
 ):
     torch.manual_seed(0)
     conv = ITConv(
@@ -213,7 +221,7 @@ def test_compiled_contraction_equals_reference(
     x = torch.randn(14, 8, generator=gen, dtype=torch.double, requires_grad=True)
     pos = torch.randn(14, 3, generator=gen, dtype=torch.double, requires_grad=True)
     w = (torch.rand(14, generator=gen, dtype=torch.double) + 0.5).requires_grad_()
-    edge_index = graph("regular")
+    edge_index = graph(kind)
     tensors = [x, pos, w, *conv.parameters()]
     for measure in ("sum", "mean", "softmax"):
         conv.measure = measure
