@@ -9,6 +9,8 @@ seed) and the same wall-clock budget:
 * ``itnet_2proc`` (on request): the same, as two one-thread DDP processes
   (``--nproc 2``), which train 1.6x as fast as one two-thread process
   on two cores (``benchmarks/parallel.py``);
+* ``itnet_compiled``, ``itnet_2proc_compiled`` (on request): the two above with
+  their neighbourhood sums compiled (``--compile``);
 * ``pointnet2_ssg``: ``itnet-geo train --model pointnet2_ssg``, the architecture
   of PyG's ``examples/pointnet2_classification.py`` trained as that example
   does (Adam, lr 1e-3, batch 32, no label smoothing), with scale / shift
@@ -28,6 +30,7 @@ or a session boundary::
     python benchmarks/budget.py --budget 1h --threads 2          # both legs, ~2 h
     python benchmarks/budget.py --budget 1h --legs itnet         # one leg
     python benchmarks/budget.py --legs itnet_2proc itnet pointnet2_ssg
+    python benchmarks/budget.py --legs itnet_2proc_compiled
     python benchmarks/budget.py --budget 4m --out /tmp/b --no-write  # a smoke run
 """
 
@@ -71,11 +74,16 @@ LEGS: dict[str, list[str]] = {
     ],
 }
 #: Legs that run as ``--nproc N`` one-thread DDP processes (on N cores).
-PROCESSES = {"itnet_2proc": 2}
-LEGS["itnet_2proc"] = LEGS["itnet"]
+PROCESSES = {"itnet_2proc": 2, "itnet_2proc_compiled": 2}
+#: Legs with their neighbourhood sums compiled (``--compile``).
+COMPILED = {"itnet_compiled", "itnet_2proc_compiled"}
+for _leg in ("itnet_2proc", *COMPILED):
+    LEGS[_leg] = LEGS["itnet"]
 LABELS = {
     "itnet": "ITNet cpu-1h",
     "itnet_2proc": "ITNet cpu-1h, 2 processes",
+    "itnet_compiled": "ITNet cpu-1h, compiled sums",
+    "itnet_2proc_compiled": "ITNet cpu-1h, 2 processes, compiled sums",
     "pointnet2_ssg": "PointNet++ SSG (PyG)",
 }
 BASELINE = "pointnet2_ssg"
@@ -88,6 +96,8 @@ def leg_command(leg: str, args: argparse.Namespace, resume: bool) -> list[str]:
     common = ["--threads", str(args.threads), "--no-progress"]
     if leg in PROCESSES:  # one thread per process
         common = ["--nproc", str(PROCESSES[leg]), "--threads", "1", "--no-progress"]
+    if leg in COMPILED:  # an execution option: given again when resuming
+        common.append("--compile")
     if resume:
         return base + ["--resume"] + common
     data = ["--dataset", "modelnet40", "--root", str(args.root)]
