@@ -157,6 +157,12 @@ def set_compile(enabled: bool = True) -> bool:
     eager ones up to float rounding. CPU tensors only: other devices stay
     eager.
 
+    With one thread the results repeat bit for bit. With several, the fused
+    gather's backward adds into the value table's gradient in no fixed order
+    (float rounding differs from run to run, as for PyTorch's atomic GPU
+    kernels); under :func:`torch.use_deterministic_algorithms` the values are
+    gathered before the compiled sum instead, which repeats.
+
     Compilation needs a working C++ compiler. Switching it on compiles and
     checks a small example first; if that fails, a warning says why and the
     fused path stays eager.
@@ -396,9 +402,12 @@ class _Plan:
 def _fuse_gather(plan: _Plan, value: Tensor) -> bool:
     # The compiled gather's backward writes a gradient for every value row
     # per tile: worth it while the table is no bigger than a tile's edges.
+    # With several threads it adds into that table atomically, in no fixed
+    # order, so it stands aside when deterministic algorithms are asked for.
     return (
         plan.degree is not None
         and bool(_compiled)
+        and not torch.are_deterministic_algorithms_enabled()
         and value.device.type == "cpu"
         and bool(plan.tiles)
         and value.size(0) <= max(e1 - e0 for _, _, e0, e1 in plan.tiles)

@@ -256,6 +256,18 @@ def test_switching_compilation_off_between_forward_and_backward(compiled):
     assert compiled == ["gathers"] * 3
 
 
+def test_deterministic_algorithms_gather_before_the_compiled_sum(compiled):
+    conv = ITConv(8, 12, kernel="heads", heads=3, tile_size=24)
+    x, pos = torch.randn(14, 8, requires_grad=True), torch.randn(14, 3)
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        grads(conv(x, pos, graph("regular")), [x])
+    finally:
+        torch.use_deterministic_algorithms(before)
+    assert compiled and set(compiled) == {"gathered"}
+
+
 def test_compiled_contraction_in_eval_without_gradients(compiled):
     torch.manual_seed(0)
     conv = ITConv(8, 16, kernel="heads", measure="softmax", heads=4).eval()
