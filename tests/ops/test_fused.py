@@ -29,17 +29,8 @@ def grads(out, tensors):
     return [torch.zeros_like(t) if gi is None else gi for gi, t in pairs]
 
 
-CASES = [
-    (k, m, vp, kind)
-    for k, m, vp, kind in itertools.product(
-        KERNELS, MEASURES, [False, True], ["random", "regular"]
-    )
-    if not (vp and k in ("lowrank", "full"))
-]
-
-
-@pytest.mark.parametrize("kernel, measure, value_pos, kind", CASES)
-def test_fused_equals_reference_outputs_and_gradients(kernel, measure, value_pos, kind):
+def conv_case(kernel, measure, value_pos, kind):
+    """A float64 ITConv (reference path) on 14 points, their weights and a graph."""
     torch.manual_seed(0)
     conv = ITConv(
         8,
@@ -55,7 +46,21 @@ def test_fused_equals_reference_outputs_and_gradients(kernel, measure, value_pos
     x = torch.randn(14, 8, generator=gen, dtype=torch.double, requires_grad=True)
     pos = torch.randn(14, 3, generator=gen, dtype=torch.double, requires_grad=True)
     w = (torch.rand(14, generator=gen, dtype=torch.double) + 0.5).requires_grad_()
-    edge_index = graph(kind)
+    return conv, x, pos, w, graph(kind)
+
+
+CASES = [
+    (k, m, vp, kind)
+    for k, m, vp, kind in itertools.product(
+        KERNELS, MEASURES, [False, True], ["random", "regular"]
+    )
+    if not (vp and k in ("lowrank", "full"))
+]
+
+
+@pytest.mark.parametrize("kernel, measure, value_pos, kind", CASES)
+def test_fused_equals_reference_outputs_and_gradients(kernel, measure, value_pos, kind):
+    conv, x, pos, w, edge_index = conv_case(kernel, measure, value_pos, kind)
     tensors = [x, pos, w, *conv.parameters()]
     ref = conv(x, pos, edge_index, w)
     ref_grads = grads(ref, tensors)
@@ -206,22 +211,7 @@ def compiled():
 def test_compiled_sums_equal_reference(
     compiled, kernel, value_pos, tile_size, kind, path
 ):
-    torch.manual_seed(0)
-    conv = ITConv(
-        8,
-        12,
-        kernel=kernel,
-        measure="sum",
-        heads=3,
-        rank=4,
-        hidden=12 if value_pos else 16,
-        value_pos=value_pos,
-    ).double()
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(14, 8, generator=gen, dtype=torch.double, requires_grad=True)
-    pos = torch.randn(14, 3, generator=gen, dtype=torch.double, requires_grad=True)
-    w = (torch.rand(14, generator=gen, dtype=torch.double) + 0.5).requires_grad_()
-    edge_index = graph(kind)
+    conv, x, pos, w, edge_index = conv_case(kernel, "sum", value_pos, kind)
     tensors = [x, pos, w, *conv.parameters()]
     for measure in ("sum", "mean", "softmax"):
         conv.measure = measure
