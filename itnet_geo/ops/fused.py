@@ -99,18 +99,31 @@ def scatter_neighborhoods(
     return msg.new_zeros((num_targets,) + msg.shape[1:]).index_add(0, row, msg)
 
 
+def _contract(coef: Tensor, value: Tensor) -> Tensor:
+    return contract_neighborhoods(coef, value)
+
+
+def _gather_contract(coef: Tensor, value: Tensor, index: Tensor) -> Tensor:
+    return contract_neighborhoods(coef, value, index)
+
+
 #: The neighbourhood sums set_compile may compile: regular neighbourhoods
-#: (dense blocks) and edge lists.
+#: (dense blocks; with the values gathered before or inside) and edge lists.
+#: One function each: torch.compile keeps a cache (of at most eight variants:
+#: dtype, grad mode, ...) per function.
 _SUMS: dict[str, Callable[..., Tensor]] = {
-    "contract": contract_neighborhoods,
+    "contract": _contract,
+    "gather": _gather_contract,
     "scatter": scatter_neighborhoods,
 }
-# Their compiled versions while compilation is on (empty: eager).
+# Their compiled versions, built once per process by set_compile and kept
+# (torch.compile's caches belong to them), and whether they are in use.
 _compiled: dict[str, Callable[..., Tensor]] = {}
+_use_compiled = False
 
 
 def _sums(name: str, device: torch.device) -> Callable[..., Tensor]:
-    if _compiled and device.type == "cpu":
+    if _use_compiled and device.type == "cpu":
         return _compiled[name]
     return _SUMS[name]
 
@@ -128,7 +141,7 @@ def _probe(compiled: dict[str, Callable[..., Tensor]]) -> None:
     row = torch.tensor([0, 0, 2, 2, 2, 4, 4, 1, 0])  # targets 3 and 5 empty
     cases = [
         ("contract", (coef, value)),
-        ("contract", (coef, table, index)),
+        ("gather", (coef, table, index)),
         ("scatter", (edge_coef, edge_value, row, 6)),
     ]
     for name, args in cases:
@@ -174,30 +187,33 @@ def set_compile(enabled: bool = True) -> bool:
     Returns:
         Whether the compiled sums are now in use.
     """
+    global _use_compiled
     if not enabled:
-        _compiled.clear()
+        _use_compiled = False
         return False
-    if _compiled:
-        return True
-    try:
-        compiled = {name: torch.compile(fn, dynamic=True) for name, fn in _SUMS.items()}
-        _probe(compiled)
-    except Exception as exc:  # noqa: BLE001 - any failure means: stay eager
-        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
-        warnings.warn(
-            f"torch.compile is unavailable here ({reason}); the fused kernel "
-            "integral stays eager",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return False
-    _compiled.update(compiled)
+    if not _compiled:
+        try:
+            compiled = {
+                name: torch.compile(fn, dynamic=True) for name, fn in _SUMS.items()
+            }
+            _probe(compiled)
+        except Exception as exc:  # noqa: BLE001 - any failure means: stay eager
+            reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+            warnings.warn(
+                f"torch.compile is unavailable here ({reason}); the fused kernel "
+                "integral stays eager",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return False
+        _compiled.update(compiled)
+    _use_compiled = True
     return True
 
 
 def compile_enabled() -> bool:
     """Whether :func:`set_compile` switched the compiled sums on."""
-    return bool(_compiled)
+    return _use_compiled
 
 
 def _log_weight(weight: Tensor) -> Tensor:
@@ -357,8 +373,11 @@ def _dense_tile(
             return msg.amax(dim=1)
         out = msg.sum(dim=1)
     else:
-        index = value_index.view(n, k) if fuse_gather else None
-        out = _sums("contract", coef.device)(coef, value_g, index)
+        if fuse_gather:
+            index = value_index.view(n, k)
+            out = _sums("gather", coef.device)(coef, value_g, index)
+        else:
+            out = _sums("contract", coef.device)(coef, value_g)
     if measure == "mean":
         total = (
             out.new_full((n,), float(k)) if weight_t is None else weight_t.sum((1, 2))
@@ -406,7 +425,7 @@ def _fuse_gather(plan: _Plan, value: Tensor) -> bool:
     # order, so it stands aside when deterministic algorithms are asked for.
     return (
         plan.degree is not None
-        and bool(_compiled)
+        and _use_compiled
         and not torch.are_deterministic_algorithms_enabled()
         and value.device.type == "cpu"
         and bool(plan.tiles)

@@ -172,28 +172,63 @@ def _has_cxx() -> bool:
     return any(shutil.which(c) for c in ("g++", "c++", "clang++"))
 
 
+#: What each compiled sum records when called.
+PATHS = {"contract": "gathered", "gather": "gathers", "scatter": "scatter"}
+
+
 @pytest.fixture
-def compiled():
-    """The compiled sums switched on, their calls recorded; off afterwards."""
+def compiled(monkeypatch):
+    """The compiled sums switched on, their calls recorded; off afterwards.
+
+    Past torch.compile's limit of variants per function the sums would run
+    eagerly without a word; here that fails instead. (A run compiles a few
+    variants: grad on and off, one value layout; the tests add float64 and
+    every layout, hence the higher limit.)
+    """
     if not _has_cxx():
         pytest.skip("no C++ compiler for torch.compile")
     assert fused.set_compile(True)
     calls = []
-    real = dict(fused._compiled)
 
-    def recorded(name):
+    def recorded(name, fn):
         def call(*args):
-            if name == "scatter":
-                calls.append("scatter")
-            else:  # contract(coef, value, index): index None once gathered
-                calls.append("gathers" if args[2] is not None else "gathered")
-            return real[name](*args)
+            calls.append(PATHS[name])
+            return fn(*args)
 
         return call
 
-    fused._compiled.update({name: recorded(name) for name in real})
-    yield calls
+    for name, fn in dict(fused._compiled).items():
+        monkeypatch.setitem(fused._compiled, name, recorded(name, fn))
+    with torch._dynamo.config.patch(
+        fail_on_recompile_limit_hit=True, recompile_limit=32
+    ):
+        yield calls
     fused.set_compile(False)
+
+
+def test_compiled_sums_have_no_graph_breaks():
+    gen = torch.Generator().manual_seed(0)
+    coef = torch.randn(5, 3, 2, generator=gen)
+    args = {
+        "contract": (coef, torch.randn(5, 3, 2, 7, generator=gen)),
+        "gather": (coef, torch.randn(11, 1, 7), torch.randint(0, 11, (5, 3))),
+        "scatter": (
+            torch.randn(4, 2),
+            torch.randn(4, 2, 7),
+            torch.tensor([0, 2, 2, 1]),
+            3,
+        ),
+    }
+    for name, fn in fused._SUMS.items():
+        explanation = torch._dynamo.explain(fn)(*args[name])
+        assert explanation.graph_break_count == 0, (name, explanation.break_reasons)
+
+
+def test_set_compile_builds_the_compiled_sums_once(compiled):
+    built = dict(fused._compiled)
+    assert fused.set_compile(False) is False and not fused.compile_enabled()
+    assert fused.set_compile(True) is True and fused.compile_enabled()
+    assert fused._compiled == built  # the same functions, their caches kept
 
 
 @pytest.mark.parametrize(
@@ -277,6 +312,7 @@ def test_set_compile_falls_back_to_eager_with_a_warning(monkeypatch):
         raise RuntimeError("no working C++ compiler found")
 
     fused.set_compile(False)
+    monkeypatch.setattr(fused, "_compiled", {})  # built anew, with the broken compile
     monkeypatch.setattr(torch, "compile", broken)
     with pytest.warns(RuntimeWarning, match="no working C\\+\\+ compiler found"):
         assert fused.set_compile(True) is False
@@ -288,6 +324,7 @@ def test_set_compile_falls_back_to_eager_with_a_warning(monkeypatch):
 
 def test_set_compile_refuses_a_contraction_that_computes_otherwise(monkeypatch):
     fused.set_compile(False)
+    monkeypatch.setattr(fused, "_compiled", {})
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: lambda *a: 2 * fn(*a))
     with pytest.warns(RuntimeWarning, match="differs from eager"):
         assert fused.set_compile(True) is False
