@@ -11,8 +11,8 @@ plus one tile's edge tensors, whatever the number of edges.
 The per-edge maths (kernel, message, measure) is the function
 :func:`tile_integral`, also usable on a whole edge set; the layer's reference
 path computes the same quantity through :class:`~torch_geometric.nn.MessagePassing`
-and is tested against it. :func:`set_compile` runs the neighbourhood sums of
-regular neighbourhoods through :func:`torch.compile`.
+and is tested against it. :func:`set_compile` runs the sums over each
+neighbourhood through :func:`torch.compile`.
 """
 
 from __future__ import annotations
@@ -372,12 +372,11 @@ def _dense_tile(
         if measure == "max":
             return msg.amax(dim=1)
         out = msg.sum(dim=1)
+    elif fuse_gather:
+        index = value_index.view(n, k)
+        out = _sums("gather", coef.device)(coef, value_g, index)
     else:
-        if fuse_gather:
-            index = value_index.view(n, k)
-            out = _sums("gather", coef.device)(coef, value_g, index)
-        else:
-            out = _sums("contract", coef.device)(coef, value_g)
+        out = _sums("contract", coef.device)(coef, value_g)
     if measure == "mean":
         total = (
             out.new_full((n,), float(k)) if weight_t is None else weight_t.sum((1, 2))
@@ -515,7 +514,6 @@ class _KernelIntegral(torch.autograd.Function):
         ]
         grad_out = grad_out.contiguous()
         fuse = ctx.fuse
-        val_all = value.detach().requires_grad_(need_val)
         for t0, t1, e0, e1 in plan.tiles:
             if e0 == e1:
                 continue
@@ -525,8 +523,8 @@ class _KernelIntegral(torch.autograd.Function):
                 dst_t = dst_terms[t0:t1].detach().requires_grad_(need_dst)
                 ps_g = pos_src.index_select(0, col).requires_grad_(need_ps)
                 pd_t = pos_dst[t0:t1].detach().requires_grad_(need_pd)
-                if fuse:
-                    val_g = val_all
+                if fuse:  # the whole table: the tile gathers from it
+                    val_g = value.detach().requires_grad_(need_val)
                 else:
                     val_g = value.index_select(0, col).requires_grad_(need_val)
                 w_t = None
