@@ -74,7 +74,10 @@ def contract_neighborhoods(
     """
     if index is not None:
         value = value[index]
-    return (coef.unsqueeze(-1) * value).sum(dim=1)
+    n, k = coef.shape[:2]
+    # Flat (E, ...) operands, as for edge lists: eagerly the faster layout.
+    msg = form_message(coef.reshape(n * k, -1), value.flatten(0, 1))
+    return msg.view((n, k) + msg.shape[1:]).sum(dim=1)
 
 
 def scatter_neighborhoods(
