@@ -1010,11 +1010,9 @@ def test_compare_reads_a_run_directory_and_its_last_checkpoint(
     assert "best.pt carries no training history" in err
 
 
-def test_compile_flag_compiles_the_neighbourhood_sums(tmp_path, capsys):
+def test_compile_flag_compiles_the_neighbourhood_sums(tmp_path, capsys, cxx):
     from itnet_geo.ops import compile_enabled, set_compile
 
-    if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
-        pytest.skip("no C++ compiler for torch.compile")
     try:
         code, out, _ = _main(
             capsys,

@@ -1,5 +1,4 @@
 import itertools
-import shutil
 
 import pytest
 import torch
@@ -168,16 +167,12 @@ def test_fused_memory_does_not_hold_edge_tensors():
     assert max(sizes) < 3200 * 32 / 4
 
 
-def _has_cxx() -> bool:
-    return any(shutil.which(c) for c in ("g++", "c++", "clang++"))
-
-
 #: What each compiled sum records when called.
 PATHS = {"contract": "gathered", "gather": "gathers", "scatter": "scatter"}
 
 
 @pytest.fixture
-def compiled(monkeypatch):
+def compiled(monkeypatch, cxx):
     """The compiled sums switched on, their calls recorded; off afterwards.
 
     Past torch.compile's limit of variants per function the sums would run
@@ -185,8 +180,6 @@ def compiled(monkeypatch):
     variants: grad on and off, one value layout; the tests add float64 and
     every layout, hence the higher limit.)
     """
-    if not _has_cxx():
-        pytest.skip("no C++ compiler for torch.compile")
     assert fused.set_compile(True)
     calls = []
 
