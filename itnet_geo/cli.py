@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -790,11 +789,14 @@ def _version(package: str) -> str:
 
 def _cxx_compiler() -> str:
     """The C++ compiler torch.compile would find (what --compile needs)."""
-    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
-        path = shutil.which(name) if name else None
-        if path:
-            return f"{path} (for --compile)"
-    return "none found (--compile stays eager)"
+    from itnet_geo.ops.fused import cxx_compiler
+
+    path = cxx_compiler()
+    return (
+        "none found (--compile stays eager)"
+        if path is None
+        else f"{path} (for --compile)"
+    )
 
 
 def _cmd_info(args: argparse.Namespace, clock_start: float) -> int:

@@ -1,5 +1,4 @@
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -26,8 +25,9 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def cxx() -> str:
     """The C++ compiler torch.compile needs; skips the test where there is none."""
-    for name in ("g++", "c++", "clang++"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.skip("no C++ compiler for torch.compile")
+    from itnet_geo.ops.fused import cxx_compiler
+
+    path = cxx_compiler()
+    if path is None:
+        pytest.skip("no C++ compiler for torch.compile")
+    return path

@@ -598,7 +598,9 @@ def test_info(capsys):
 
 def test_info_says_when_compile_has_no_compiler(capsys, monkeypatch):
     monkeypatch.delenv("CXX", raising=False)
-    monkeypatch.setattr(cli.shutil, "which", lambda name: None)
+    from itnet_geo.ops import fused
+
+    monkeypatch.setattr(fused.shutil, "which", lambda name: None)
     code, out, _ = _main(capsys, "info")
     assert code == 0 and "none found (--compile stays eager)" in out
 

@@ -17,6 +17,8 @@ neighbourhood through :func:`torch.compile`.
 
 from __future__ import annotations
 
+import os
+import shutil
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Optional
@@ -217,6 +219,19 @@ def set_compile(enabled: bool = True) -> bool:
 def compile_enabled() -> bool:
     """Whether :func:`set_compile` switched the compiled sums on."""
     return _use_compiled
+
+
+def cxx_compiler() -> Optional[str]:
+    """The C++ compiler :func:`set_compile` needs.
+
+    ``$CXX``, else the first of ``g++``, ``c++``, ``clang++`` on the path;
+    :obj:`None` where there is none.
+    """
+    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        path = shutil.which(name) if name else None
+        if path:
+            return path
+    return None
 
 
 def _log_weight(weight: Tensor) -> Tensor:
