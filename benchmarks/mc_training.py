@@ -165,7 +165,7 @@ def markdown(report: dict) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--root", default=str(DATA / "ModelNet40"))
-    p.add_argument("--per-class", type=int, default=40)
+    p.add_argument("--per-class", type=int, default=50)
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--ratio", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=0)

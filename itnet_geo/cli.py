@@ -2,7 +2,7 @@ r"""``itnet-geo``: demo, train, eval, average, ensemble, compare, bench and info
 
 .. code-block:: text
 
-    itnet-geo demo                          # 5-minute run on generated shapes
+    itnet-geo demo                          # under 5 minutes on generated shapes
     itnet-geo train --dataset modelnet40 --root DIR --out runs/mn40 --preset cpu-1h
     itnet-geo train --out runs/mn40 --resume
     itnet-geo eval --checkpoint runs/mn40/best.pt --root TEST_ROOT --split test
@@ -203,7 +203,10 @@ def _add_train_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
         help="training preset (model preset + hyper-parameters): cpu-1h, demo",
     )
     m.add_argument(
-        "--model", default=None, help="itnet_classifier (points) or mesh_itnet (meshes)"
+        "--model",
+        default=None,
+        help="itnet_classifier (points), mesh_itnet (meshes), or the peers "
+        "pointnet2_ssg and dgcnn (points)",
     )
     m.add_argument(
         "--model-preset",
@@ -841,7 +844,7 @@ def _cmd_info(args: argparse.Namespace, clock_start: float) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    r"""The ``itnet-geo`` argument parser (sub-commands demo/train/eval/bench/info)."""
+    r"""The ``itnet-geo`` parser: every sub-command, demo to info."""
     parser = _Parser(
         prog=PROG,
         description="ITNet integral-transform networks for point clouds and "

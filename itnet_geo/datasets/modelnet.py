@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
+from itnet_geo._surface import sample_surface
 from itnet_geo.datasets._base import (
     ShapeDataset,
     ShapeSource,
@@ -21,7 +22,6 @@ from itnet_geo.datasets._base import (
     split_dirs,
 )
 from itnet_geo.io import read
-from itnet_geo.transforms.sample_points import sample_surface
 
 #: The ten ModelNet10 classes (a subset of ModelNet40's forty).
 MODELNET10_CLASSES = (
