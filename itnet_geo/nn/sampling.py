@@ -34,8 +34,9 @@ from torch import Tensor, nn
 from itnet_geo.ops.neighbors import knn_graph
 from itnet_geo.typing import PairTensor
 
-#: Importance (sampling probability) rules of :class:`MonteCarlo`.
-IMPORTANCES = ("uniform", "weight", "distance")
+#: Importance (sampling probability) rules of :class:`MonteCarlo` (``"given"`` is
+#: another name for ``"weight"``: the given quadrature weights).
+IMPORTANCES = ("uniform", "weight", "given", "density", "distance")
 #: What :class:`MonteCarlo` subsamples: each neighbourhood, or the source nodes.
 MODES = ("neighbor", "node")
 #: Normalisations of :func:`density_weights`.
@@ -647,11 +648,20 @@ class MonteCarlo(nn.Module):
     :obj:`importance`:
 
     * ``"uniform"``: :math:`a_{ij} = 1`;
-    * ``"weight"``: :math:`a_{ij} = |w_{ij}|`, the quadrature weight. Where a
-      cloud is sampled unevenly, density weights vary across a neighbourhood
-      and uniform subsampling wastes draws on the many light samples of the
-      dense side; with :math:`q \propto w` every draw carries the same share
-      of the measure (the estimate is exact when :math:`g` is constant);
+    * ``"weight"`` (or ``"given"``): :math:`a_{ij} = |w_{ij}|`, the given
+      quadrature weight. Where a cloud is sampled unevenly, density weights
+      vary across a neighbourhood and uniform subsampling wastes draws on the
+      many light samples of the dense side; with :math:`q \propto w` every
+      draw carries the same share of the measure (the estimate is exact when
+      :math:`g` is constant);
+    * ``"density"``: :math:`a_{ij} = \omega_j`, the inverse-density weight of
+      the source estimated from the source positions
+      (:func:`density_weights` on their own k-NN graph), whatever weights the
+      sum carries: samples from sparse regions, each standing for more of
+      the domain, are drawn more often. For when the layer has no quadrature
+      weights; the k-NN graph does not know a batch's clouds apart, so for a
+      batch pass ``density_weights(..., batch=batch)`` as the layer's weight
+      and use ``"weight"``. Needs positions;
     * ``"distance"``: :math:`a_{ij} = |w_{ij}|\,
       e^{-\lVert p_j - p_i \rVert^2 / 2h_i^2}`, with :math:`h_i` the given
       :obj:`bandwidth` or the root-mean-square neighbour distance of target
@@ -682,8 +692,9 @@ class MonteCarlo(nn.Module):
     Args:
         ratio (float, optional): Fraction of each neighbourhood (or of the
             source nodes) kept, in :math:`(0, 1]`. (default: :obj:`0.5`)
-        importance (str, optional): ``"uniform"``, ``"weight"`` or
-            ``"distance"``. (default: :obj:`"uniform"`)
+        importance (str, optional): ``"uniform"``, ``"weight"`` (or
+            ``"given"``), ``"density"`` or ``"distance"``.
+            (default: :obj:`"uniform"`)
         mode (str, optional): ``"neighbor"`` or ``"node"``.
             (default: :obj:`"neighbor"`)
         num (int, optional): Fixed number of neighbours per target (or of
@@ -748,7 +759,7 @@ class MonteCarlo(nn.Module):
         if bandwidth is not None and not bandwidth > 0:
             raise ValueError(f"bandwidth must be positive, got {bandwidth}")
         self.ratio = float(ratio)
-        self.importance = importance
+        self.importance = "weight" if importance == "given" else importance
         self.mode = mode
         self.num = None if num is None else int(num)
         self.generator = generator
@@ -795,7 +806,8 @@ class MonteCarlo(nn.Module):
                 for weight one.
             num_src: Number of source nodes (inferred if :obj:`None`).
             num_dst: Number of target nodes (inferred if :obj:`None`).
-            pos: (source, target) positions, needed by ``"distance"``.
+            pos: (source, target) positions, needed by ``"distance"`` and
+                ``"density"``.
 
         Returns:
             The kept edges and their weights (quadrature weight times the
@@ -821,15 +833,15 @@ class MonteCarlo(nn.Module):
             num_src = int(edge_index[0].max()) + 1
         if num_dst is None:
             num_dst = int(edge_index[1].max()) + 1
-        if self.importance == "distance" and pos is None:
+        if self.importance in ("distance", "density") and pos is None:
             raise ValueError(
-                "importance='distance' needs positions: call with "
+                f"importance={self.importance!r} needs positions: call with "
                 "pos=(pos_src, pos_dst)"
             )
         if self.mode == "neighbor":
             kept, factor = self._neighbor(edge_index, edge_weight, num_dst, pos)
         else:
-            kept, factor = self._node(edge_index, edge_weight, num_src)
+            kept, factor = self._node(edge_index, edge_weight, num_src, pos)
         if kept is None:
             return edge_index, edge_weight
         dtype = (
@@ -865,6 +877,8 @@ class MonteCarlo(nn.Module):
         if self.importance == "weight":
             return base
         assert pos is not None
+        if self.importance == "density":
+            return self._source_density(pos[0]).index_select(0, edge_index[0])
         pos_src, pos_dst = pos
         src, dst = edge_index
         sq = (
@@ -888,6 +902,15 @@ class MonteCarlo(nn.Module):
             max=_MAX_EXPONENT
         )
         return base * torch.exp(-exponent)
+
+    @staticmethod
+    def _source_density(pos_src: Tensor) -> Tensor:
+        """Inverse-density weight of every source (positive, mean one)."""
+        num = pos_src.size(0)
+        if num < 3:  # too few points for a density: every source alike
+            return torch.ones(num, dtype=torch.float64, device=pos_src.device)
+        pos = pos_src.detach().double()
+        return density_weights(pos, k=min(16, num - 1)).clamp_min(1e-12)
 
     # ---------------------------------------------------------------- drawing
     def _draw(
@@ -963,7 +986,11 @@ class MonteCarlo(nn.Module):
         return _restore_order(order.index_select(0, picked), factor, target.numel())
 
     def _node(
-        self, edge_index: Tensor, edge_weight: Optional[Tensor], num_src: int
+        self,
+        edge_index: Tensor,
+        edge_weight: Optional[Tensor],
+        num_src: int,
+        pos: Optional[PairTensor],
     ) -> tuple[Optional[Tensor], Tensor]:
         source = edge_index[0]
         device = source.device
@@ -972,6 +999,9 @@ class MonteCarlo(nn.Module):
         if self.importance == "weight" and edge_weight is not None:
             mass = _segment_sum(edge_weight.detach().double().abs(), source, num_src)
             importance = mass / out_degree.clamp_min(1).double()
+        elif self.importance == "density":
+            assert pos is not None
+            importance = self._source_density(pos[0]) * active.double()
         else:
             importance = active.double()
         population = active.sum().view(1)

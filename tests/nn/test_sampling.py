@@ -61,13 +61,16 @@ def make_conv(measure="sum", mc=None, tile_size=None, channels=8):
 
 
 def replicated_neighbourhood(weight, copies, offsets=None):
-    """``copies`` disjoint copies of one target with len(weight) neighbours."""
+    """``copies`` disjoint copies of one target with len(weight) neighbours, each
+    copy at its own place."""
     deg = weight.numel()
     src = torch.arange(copies * deg)
     dst = torch.arange(copies).repeat_interleave(deg)
     pos = None
     if offsets is not None:
-        pos = (offsets.repeat(copies, 1), offsets.new_zeros(copies, offsets.size(1)))
+        place = offsets.new_zeros(copies, offsets.size(1))
+        place[:, 0] = 100 * torch.arange(copies)
+        pos = (offsets.repeat(copies, 1) + place.repeat_interleave(deg, 0), place)
     return torch.stack([src, dst]), weight.repeat(copies), pos
 
 
@@ -90,7 +93,7 @@ def test_repr():
     [
         ({"ratio": 0.0}, "ratio"),
         ({"ratio": 1.5}, "ratio"),
-        ({"importance": "density"}, "importance"),
+        ({"importance": "volume"}, "importance"),
         ({"mode": "edge"}, "mode"),
         ({"num": 0}, "num"),
         ({"num": 2.5}, "num"),
@@ -107,8 +110,9 @@ def test_invalid_inputs():
     edge_index = irregular_graph()
     with pytest.raises(ValueError, match="edge_weight"):
         MonteCarlo()(edge_index, torch.ones(3))
-    with pytest.raises(ValueError, match="pos"):
-        MonteCarlo(importance="distance")(edge_index, None, 30, 30)
+    for importance in ["distance", "density"]:
+        with pytest.raises(ValueError, match="pos"):
+            MonteCarlo(importance=importance)(edge_index, None, 30, 30)
 
 
 @pytest.mark.parametrize("mode", ["neighbor", "node"])
@@ -156,7 +160,9 @@ def test_train_only_false_samples_in_eval_mode():
 
 CONFIGS = list(
     itertools.product(
-        ["uniform", "weight", "distance"], ["neighbor", "node"], [False, True]
+        ["uniform", "weight", "density", "distance"],
+        ["neighbor", "node"],
+        [False, True],
     )
 )
 CONFIGS = [c for c in CONFIGS if not (c[0] == "distance" and c[1] == "node")]
@@ -296,7 +302,7 @@ def test_systematic_sampling_inclusion_is_exact(probs):
     torch.testing.assert_close(inclusion, prob, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("importance", ["uniform", "weight", "distance"])
+@pytest.mark.parametrize("importance", ["uniform", "weight", "density", "distance"])
 @pytest.mark.parametrize("replace", [False, True])
 def test_neighbor_estimate_is_unbiased_over_many_draws(importance, replace):
     """10000 independent copies of one neighbourhood in a single call."""
@@ -314,18 +320,21 @@ def test_neighbor_estimate_is_unbiased_over_many_draws(importance, replace):
     se = float(estimate.std()) / math.sqrt(copies)
     assert abs(float(estimate.mean()) - exact) < 5 * se
     assert float(estimate.std()) > 0  # really random
-    if not replace:  # inclusion frequencies match the Horvitz-Thompson pi
+    if not replace:
+        kept = torch.bincount(out[1], minlength=copies)
+        assert torch.equal(kept, torch.full((copies,), math.ceil(0.43 * 7)))
+    # Inclusion frequencies match the Horvitz-Thompson pi (one pi per neighbour:
+    # the density weights differ a little between copies, at the row's ends).
+    if not replace and importance != "density":
         freq = torch.bincount(out[0] % 7, minlength=7).double() / copies
         pi = weight[out[0] % 7] / out_weight  # w / (w / pi)
         pi_e = torch.zeros(7, dtype=torch.double).scatter_(0, out[0] % 7, pi)
         se_freq = (pi_e * (1 - pi_e) / copies).sqrt().clamp_min(1e-3)
         assert ((freq - pi_e).abs() < 5 * se_freq).all()
-        kept = torch.bincount(out[1], minlength=copies)
-        assert torch.equal(kept, torch.full((copies,), math.ceil(0.43 * 7)))
         torch.testing.assert_close(pi_e.sum(), torch.tensor(4.0).double())
 
 
-@pytest.mark.parametrize("importance", ["uniform", "weight"])
+@pytest.mark.parametrize("importance", ["uniform", "weight", "density"])
 @pytest.mark.parametrize("replace", [False, True])
 def test_node_estimate_is_unbiased_over_many_draws(importance, replace):
     """10000 disjoint copies of a graph in a single call.
@@ -348,8 +357,13 @@ def test_node_estimate_is_unbiased_over_many_draws(importance, replace):
     copies = 10000
     shift = 12 * torch.arange(copies).repeat_interleave(50)
     replicated = edge_index.repeat(1, copies) + shift
+    # Each copy's nodes at their own place (density importance reads positions).
+    pos = torch.randn(12, 3, generator=gen, dtype=torch.double).repeat(copies, 1)
+    pos[:, 0] += 10 * torch.arange(copies).repeat_interleave(12)
     mc = seeded(ratio=0.4, importance=importance, mode="node", replace=replace)
-    out, out_weight = mc(replicated, w.repeat(copies), 12 * copies, 12 * copies)
+    out, out_weight = mc(
+        replicated, w.repeat(copies), 12 * copies, 12 * copies, (pos, pos)
+    )
     term = out_weight * g[out[1] % 12, out[0] % 12]
     draws = torch.zeros(12 * copies, dtype=torch.double).index_add_(0, out[1], term)
     draws = draws.view(copies, 12)
@@ -390,6 +404,36 @@ def test_weight_importance_is_exact_for_a_constant_integrand(replace):
     assert spread["uniform"] > 1e-3
 
 
+@pytest.mark.parametrize("mode", ["neighbor", "node"])
+def test_density_importance_draws_by_inverse_density(mode):
+    """q proportional to the sources' density weights: sparse samples are drawn
+    more often, and a sum carrying those weights is estimated exactly."""
+    pos = nonuniform_sphere(400)  # ten times denser at the north pole
+    edge_index = knn_graph(pos, k=12)
+    w = density_weights(pos, k=16).index_select(0, edge_index[0])
+    mass = torch.zeros(400, dtype=torch.double).index_add_(0, edge_index[1], w)
+    mc = seeded(ratio=0.25, importance="density", mode=mode)
+    inclusion = torch.zeros(400, dtype=torch.double)
+    for _ in range(20):
+        out, out_weight = mc(edge_index, w, 400, 400, (pos, pos))
+        estimate = torch.zeros(400, dtype=torch.double)
+        estimate.index_add_(0, out[1], out_weight)
+        if mode == "neighbor":  # per target: the neighbourhood's mass, exactly
+            torch.testing.assert_close(estimate, mass, rtol=1e-9, atol=0)
+        inclusion.index_add_(0, out[0], torch.ones(out.size(1), dtype=torch.double))
+    if mode == "node":  # one draw of sources over the cloud: by their density
+        south, north = pos[:, 2] < -0.5, pos[:, 2] > 0.5
+        assert float(inclusion[south].mean()) > 2 * float(inclusion[north].mean())
+
+
+def test_given_is_the_weight_importance():
+    edge_index = irregular_graph()
+    w = torch.rand(edge_index.size(1), dtype=torch.double)
+    a = seeded(3, ratio=0.4, importance="given")(edge_index, w, 30, 30)
+    b = seeded(3, ratio=0.4, importance="weight")(edge_index, w, 30, 30)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
 def test_distance_importance_prefers_near_neighbours():
     offsets = torch.tensor(
         [[0.1, 0, 0], [0.5, 0, 0], [1.0, 0, 0], [2.0, 0, 0]]
@@ -411,9 +455,11 @@ def test_distance_importance_prefers_near_neighbours():
     [
         ("uniform", "neighbor"),
         ("weight", "neighbor"),
+        ("density", "neighbor"),
         ("distance", "neighbor"),
         ("uniform", "node"),
         ("weight", "node"),
+        ("density", "node"),
     ],
 )
 @pytest.mark.parametrize("tile_size", [None, 32])
