@@ -533,12 +533,29 @@ def _launch_local(args: argparse.Namespace, clock_start: float) -> int:
     return code
 
 
+def _train_out(args: argparse.Namespace) -> str:
+    """The run folder of ``train``: --out, --resume's folder or runs/<dataset>."""
+    if args.out is not None:
+        return args.out
+    if args.resume:  # a checkpoint file: continue in its folder
+        return str(Path(args.resume).parent)
+    if args.resume == "":
+        raise ValueError("--resume needs the run: --out RUN, or --resume RUN/last.pt")
+    if args.dataset is None:
+        raise ValueError("--dataset is required (or --resume to continue a run)")
+    return os.path.join("runs", args.dataset)
+
+
 def _cmd_train(args: argparse.Namespace, clock_start: float) -> int:
     from itnet_geo.train import train_run
     from itnet_geo.train.distributed import dist_info
+    from itnet_geo.train.run import refuse_to_overwrite
 
     if args.nproc < 1:
         raise ValueError(f"--nproc must be positive, got {args.nproc}")
+    args.out = _train_out(args)
+    if args.resume is None and not args.overwrite:
+        refuse_to_overwrite(args.out)  # before any process or data loading
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _launch_local(args, clock_start)
     _set_threads(args.threads)
@@ -565,6 +582,7 @@ def _cmd_train(args: argparse.Namespace, clock_start: float) -> int:
             args.out,
             progress=not args.no_progress,
             clock_start=clock_start,
+            overwrite=args.overwrite,
             **model,
         )
     if dist_info().is_main:
@@ -600,6 +618,7 @@ def _cmd_demo(args: argparse.Namespace, clock_start: float) -> int:
         args.out,
         progress=not args.no_progress,
         clock_start=clock_start,
+        overwrite=True,  # running the demo again replaces the last demo run
         **model,
     )
     _print_summary(summary)
@@ -883,7 +902,17 @@ def build_parser() -> argparse.ArgumentParser:
         "the test split if there is one, else on the validation split.",
         formatter_class=_FORMATTER,
     )
-    train.add_argument("--out", required=True, help="run folder")
+    train.add_argument(
+        "--out",
+        default=None,
+        help="run folder (default: runs/<dataset>, or with --resume CHECKPOINT "
+        "the checkpoint's folder)",
+    )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a new run even if --out holds one (its files are replaced)",
+    )
     train.add_argument(
         "--resume",
         nargs="?",
@@ -1096,8 +1125,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if _is_secondary_process():
             return EXIT_INTERRUPTED
         hint = ""
-        if args.command == "train" and (Path(args.out) / LAST_FILE).is_file():
-            hint = f"; continue with: {PROG} train --out {args.out} --resume"
+        out = getattr(args, "out", None) if args.command == "train" else None
+        if out is not None and (Path(out) / LAST_FILE).is_file():
+            hint = f"; continue with: {PROG} train --out {out} --resume"
         print(f"{PROG}: interrupted{hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except NonFiniteLossError as err:  # every rank stops on it: one reports
@@ -1109,6 +1139,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         CheckpointError,
         ReadError,
         FileNotFoundError,
+        FileExistsError,
         NotADirectoryError,
         PermissionError,
         ValueError,

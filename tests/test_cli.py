@@ -478,6 +478,37 @@ def test_train_then_resume_a_finished_run(demo_run, tmp_path, capsys):
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
 
 
+def test_a_new_run_does_not_replace_a_run_in_its_folder(
+    demo_run, tmp_path, capsys, monkeypatch
+):
+    """Without --out the run goes to runs/<dataset>; a second new run there
+    stops before touching it (one error line naming the epoch and the resume
+    command), --overwrite replaces it, --resume FILE continues in its folder."""
+    monkeypatch.chdir(tmp_path)
+    args = _tiny_train(demo_run, "unused", 1)
+    del args[args.index("--out") : args.index("--out") + 2]
+    common = [*TINY_MODEL, "--cache-dir", str(demo_run / "cache"), "--no-progress"]
+    code, _, err = _main(capsys, *args, *common)
+    assert code == 0, err
+    last = tmp_path / "runs" / "synthetic" / "last.pt"
+    before = last.read_bytes()
+    for nproc in ["1", "2"]:  # refused before any process starts
+        code, _, err = _main(capsys, *args, *common, "--nproc", nproc)
+        assert code == cli.EXIT_FAILURE and len(err.strip().splitlines()) == 1
+        assert "already holds a run (last.pt at epoch 1 of 1)" in err
+        assert "itnet-geo train --out runs/synthetic --resume" in err
+        assert last.read_bytes() == before
+    code, _, err = _main(capsys, *args, *common, "--epochs", "2", "--overwrite")
+    assert code == 0, err
+    assert load_checkpoint(last)["epoch"] == 2
+    code, stdout, err = _main(capsys, "train", "--resume", str(last), "--no-progress")
+    assert code == 0, err
+    assert f"run folder {last.parent}:" in stdout
+    assert len(list(tmp_path.glob("runs/*"))) == 1
+    code, _, err = _main(capsys, "train", "--resume")
+    assert code == cli.EXIT_FAILURE and "--resume needs the run" in err
+
+
 def test_resume_from_a_moved_checkpoint_brings_its_best(demo_run, tmp_path, capsys):
     """A run carried to another machine: last.pt + best.pt resumed into a new folder."""
     first = tmp_path / "first"

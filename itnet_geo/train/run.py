@@ -184,6 +184,7 @@ def train_run(
     root: Optional[str | os.PathLike] = None,
     cache_dir: Optional[str | os.PathLike] = None,
     keep_epochs: Optional[int] = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     r"""Train on :obj:`spec`'s data and evaluate the best checkpoint.
 
@@ -207,8 +208,16 @@ def train_run(
     replaces :attr:`TrainConfig.keep_epochs` (it changes no result), :obj:`spec`
     and :obj:`config` are ignored.
 
+    A new run does not start in a folder that holds another run's ``last.pt``
+    (its hours of training would be overwritten after the first epoch) unless
+    :obj:`overwrite` is set.
+
     Returns:
         dict: The summary also written to ``results.json``.
+
+    Raises:
+        FileExistsError: :obj:`out_dir` holds a run and neither :obj:`resume`
+            nor :obj:`overwrite` is set.
     """
     clock_start = time.perf_counter() if clock_start is None else clock_start
     init_distributed()
@@ -217,6 +226,8 @@ def train_run(
     ckpt = None
     if not resume and (spec is None or config is None):
         raise ValueError("a new run needs a DataSpec and a TrainConfig")
+    if not resume and not overwrite:
+        refuse_to_overwrite(out)
     if resume:
         path = out / LAST_FILE if resume is True else Path(resume)
         if not path.is_file():
@@ -254,6 +265,29 @@ def train_run(
         )
     finally:
         file_log.close()
+
+
+def refuse_to_overwrite(out: str | os.PathLike) -> None:
+    """Stop a new run from replacing the run already in :obj:`out`.
+
+    Raises:
+        FileExistsError: :obj:`out` holds a ``last.pt``; the message names its
+            epoch and the command that continues it.
+    """
+    out = Path(out)
+    last = out / LAST_FILE
+    if not last.is_file():
+        return
+    try:
+        ckpt = load_checkpoint(last)
+        where = f"at epoch {ckpt['epoch']} of {ckpt['train']['epochs']}"
+    except (CheckpointError, KeyError, TypeError):
+        where = "unreadable"
+    raise FileExistsError(
+        f"{out} already holds a run ({LAST_FILE} {where}): continue it with "
+        f"`itnet-geo train --out {out} --resume`, or start the new run in "
+        "another folder (--overwrite, overwrite=True in Python, replaces it)"
+    )
 
 
 def _train_and_score(
