@@ -87,8 +87,9 @@ class KernelMLP(nn.Module):
 
     Example:
         >>> kernel = KernelMLP(16, 32, hidden=64)
-        >>> src, dst = kernel.node_terms(torch.randn(10, 16), torch.randn(10, 16))
-        >>> kappa, _ = kernel.edge_forward(src[:4], dst[:4], torch.randn(4, 3))
+        >>> x, pos = torch.randn(10, 16), torch.randn(10, 3)
+        >>> src, dst = kernel.node_terms(x, x, pos, pos)
+        >>> kappa, _ = kernel.edge_forward(src[:4], dst[4:8], pos[:4] - pos[4:8])
         >>> kappa.shape
         torch.Size([4, 32])
     """
