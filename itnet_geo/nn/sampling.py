@@ -658,8 +658,12 @@ class MonteCarlo(nn.Module):
       the source estimated from the source positions
       (:func:`density_weights` on their own k-NN graph), whatever weights the
       sum carries: samples from sparse regions, each standing for more of
-      the domain, are drawn more often. For when the layer has no quadrature
-      weights; the k-NN graph does not know a batch's clouds apart, so for a
+      the domain, are drawn more often, so the kept samples spread by area
+      rather than by count (in ``"node"`` mode the dense regions are thinned
+      most). With density quadrature weights this is ``"weight"`` without
+      handing the weights over; with other weights (or none) it is still
+      unbiased, but lowers the variance only where the terms follow the
+      measure. The k-NN graph does not know a batch's clouds apart: for a
       batch pass ``density_weights(..., batch=batch)`` as the layer's weight
       and use ``"weight"``. Needs positions;
     * ``"distance"``: :math:`a_{ij} = |w_{ij}|\,
