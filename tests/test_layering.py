@@ -60,6 +60,23 @@ def test_layer_imports_nothing_above_it(layer):
     assert _violations(layer) == []
 
 
+def test_shared_helpers_import_no_layer():
+    """itnet_geo/_atomic.py, _surface.py, typing.py serve every layer."""
+    helpers = [
+        path
+        for path in sorted(PACKAGE.glob("*.py"))
+        if path.name not in ("__init__.py", "__main__.py", "cli.py")
+    ]
+    assert {path.name for path in helpers} >= {"_atomic.py", "_surface.py"}
+    bad = [
+        f"{path.name}:{line} imports {module}"
+        for path in helpers
+        for line, module in _imports(path)
+        if module.startswith("itnet_geo.")
+    ]
+    assert bad == []
+
+
 def test_only_the_cli_knows_argparse():
     users = [
         str(path.relative_to(PACKAGE.parent))
