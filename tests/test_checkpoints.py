@@ -88,13 +88,21 @@ def test_ensemble_of_the_long_modelnet40_models(shared_data, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_shrec_checkpoint_trained_on_all_of_train(shared_data, tmp_path):
-    """The shipped SHREC model saw all 480 train meshes: no validation, fits them."""
-    path = CHECKPOINT_DIR / "shrec16_mesh_itnet.pt"
+@pytest.mark.parametrize(
+    "name, folder, n, fit",
+    [("shrec16_mesh_itnet.pt", "shrec_16", 480, 0.99)],
+)
+def test_checkpoint_trained_on_all_of_train(
+    shared_data, tmp_path, name, folder, n, fit
+):
+    """A model meant for the test split saw every train shape: it has no
+    validation split, was kept at its last epoch, and fits the train split."""
+    path = CHECKPOINT_DIR / name
     ckpt = torch.load(path, weights_only=True)
-    assert ckpt["data"]["val_fraction"] == 0 and ckpt["epoch"] == 150
-    result = _eval(path, shared_data / "shrec_16", "train", tmp_path)
-    assert result["n"] == 480 and result["accuracy"] >= 0.99
+    assert ckpt["data"]["val_fraction"] == 0
+    assert ckpt["epoch"] == ckpt["train"]["epochs"]
+    result = _eval(path, shared_data / folder, "train", tmp_path)
+    assert result["n"] == n and result["accuracy"] >= fit
 
 
 def _eval(checkpoint, root, split, cache, *options):
