@@ -90,7 +90,10 @@ def test_ensemble_of_the_long_modelnet40_models(shared_data, tmp_path):
 @pytest.mark.realdata
 @pytest.mark.parametrize(
     "name, folder, n, fit",
-    [("shrec16_mesh_itnet.pt", "shrec_16", 480, 0.99)],
+    [
+        ("shrec16_mesh_itnet.pt", "shrec_16", 480, 0.99),
+        ("modelnet40_itnet_default_all_150ep.pt", "ModelNet40", 9843, 0.98),
+    ],
 )
 def test_checkpoint_trained_on_all_of_train(
     shared_data, tmp_path, name, folder, n, fit
