@@ -14,6 +14,9 @@ from itnet_geo.nn._transform import KERNELS, VALUES, _IntegralTransform
 from itnet_geo.ops.fused import form_message, kernel_integral
 from itnet_geo.typing import PairTensor
 
+#: Positional terms of the value (``value_pos``); ``True`` means ``"kernel"``.
+VALUE_POS = (False, True, "kernel", "linear")
+
 
 def _pair(value: Union[Tensor, PairTensor], name: str) -> PairTensor:
     if isinstance(value, Tensor):
@@ -90,8 +93,17 @@ class ITConv(_IntegralTransform, MessagePassing):
         value (str, optional): :math:`V`: ``"linear"``, ``"identity"`` or
             ``"ones"`` (the kernel alone is the message). (default:
             :obj:`"linear"`)
-        value_pos (bool, optional): Add the kernel's positional embedding
-            :math:`\pi(p_j - p_i)` to the value, as Point Transformer does.
+        value_pos (bool or str, optional): A positional term of the value,
+            :math:`V f_j + \pi(p_j - p_i)`. :obj:`True` (or ``"kernel"``) adds
+            the kernel's positional embedding, as Point Transformer does (the
+            kernel's hidden width must equal :obj:`out_channels`);
+            ``"linear"`` adds a linear map of its own,
+            :math:`\pi(p_j - p_i) = P (p_j - p_i)`, whatever the kernel's
+            width: by linearity, :math:`\sum_j c_{ij} P (p_j - p_i) = P \sum_j
+            c_{ij} p_j - P p_i \sum_j c_{ij}`, the fused path adds it to the
+            values and subtracts it per target at no cost per edge (per edge
+            only with ``measure="max"``). Without it, a softmax integral of
+            equal features is the same for every neighbourhood shape.
             (default: :obj:`False`)
         bias (bool, optional): Add a learnable output bias. (default: :obj:`True`)
         qk_dim (int, optional): Query/key size of the ``"qk"`` kernel input.
@@ -141,7 +153,7 @@ class ITConv(_IntegralTransform, MessagePassing):
         num_layers: int = 2,
         act: str = "relu",
         value: str = "linear",
-        value_pos: bool = False,
+        value_pos: Union[bool, str] = False,
         bias: bool = True,
         qk_dim: int = 16,
         kernel_pos_nn: Optional[nn.Module] = None,
@@ -151,6 +163,11 @@ class ITConv(_IntegralTransform, MessagePassing):
         if isinstance(in_channels, int):
             in_channels = (in_channels, in_channels)
         self._check_options(measure, kernel, value, heads, in_channels[0], out_channels)
+        if value_pos not in VALUE_POS:
+            raise ValueError(
+                f"unknown value_pos {value_pos!r}; expected one of {VALUE_POS}"
+            )
+        value_pos = "kernel" if value_pos is True else value_pos
         if value_pos and kernel not in ("channel", "heads"):
             raise ValueError("value_pos needs kernel='channel' or 'heads'")
         kwargs.setdefault("aggr", "max" if measure == "max" else "sum")
@@ -174,9 +191,13 @@ class ITConv(_IntegralTransform, MessagePassing):
         self.qk_dim = qk_dim
 
         self._build_maps(kernel_pos_nn, kernel_head, bias)
-        if value_pos:
+        #: The value's own positional map (``value_pos="linear"``).
+        self.lin_value_pos: Optional[nn.Linear] = None
+        if value_pos == "linear":
+            self.lin_value_pos = nn.Linear(pos_dim, out_channels, bias=False)
+        if value_pos == "kernel":
             self.kernel_nn.fold_pos = False  # the value needs pi(p_j - p_i) per edge
-        if value_pos and self.kernel_nn.hidden != out_channels:
+        if value_pos == "kernel" and self.kernel_nn.hidden != out_channels:
             raise ValueError(
                 "value_pos adds the positional embedding (width "
                 f"{self.kernel_nn.hidden}) to the value (width {out_channels}): "
@@ -188,6 +209,8 @@ class ITConv(_IntegralTransform, MessagePassing):
         """Re-initialise all learnable parameters."""
         super().reset_parameters()
         self._reset_maps()
+        if self.lin_value_pos is not None:
+            self.lin_value_pos.reset_parameters()
 
     # ------------------------------------------------------------------ checks
     def _check(self, x: PairTensor, pos: PairTensor, edge_index: Tensor) -> None:
@@ -269,6 +292,7 @@ class ITConv(_IntegralTransform, MessagePassing):
 
         src_terms, dst_terms = self.kernel_nn.node_terms(x_src, x_dst, pos_src, pos_dst)
         value = self._values(x_src)
+        vpos = self._value_pos_terms(pos_src, pos_dst, value)
         contract = self.kernel == "full"
         if self.tile_size is None:
             out = self.propagate(
@@ -276,6 +300,7 @@ class ITConv(_IntegralTransform, MessagePassing):
                 kt=(src_terms, dst_terms),
                 pos=(pos_src, pos_dst),
                 value=(value, None),
+                vpos=vpos,
                 edge_weight=edge_weight,
                 size=(num_src, num_dst),
             )
@@ -289,25 +314,89 @@ class ITConv(_IntegralTransform, MessagePassing):
                 tiny = torch.finfo(out.dtype).tiny
                 out = out / total.clamp_min(tiny).view(-1, 1, 1)
         else:
-            names, params = self._kernel_params()
-            kernel_nn = self.kernel_nn
-            per_edge_pos = kernel_nn.pos_term is not None and not kernel_nn.folds_pos
-            out = kernel_integral(
-                self._edge_fn(names),
-                params,
+            out = self._fused(
                 src_terms,
                 dst_terms,
-                pos_src if per_edge_pos else None,
-                pos_dst if per_edge_pos else None,
+                pos_src,
+                pos_dst,
                 value,
+                vpos,
                 edge_index,
-                weight=edge_weight,
-                measure=self.measure,
-                tile_size=self.tile_size,
-                contract=contract,
-                value_pos=self.value_pos,
+                edge_weight,
+                contract,
             )
         return self._finish(out)
+
+    def _value_pos_terms(
+        self, pos_src: Tensor, pos_dst: Tensor, value: Tensor
+    ) -> tuple[Optional[Tensor], Optional[Tensor]]:
+        r""":math:`P p_j` and :math:`P p_i` in the value layout (``"linear"``).
+
+        Positions are centred on the targets' mean first, so that far-from-origin
+        clouds lose no precision in :math:`P p_j - P p_i`.
+        """
+        if self.lin_value_pos is None:
+            return None, None
+        centre = pos_dst.detach().mean(dim=0, keepdim=True)
+        shape = value.shape[1:]
+        return (
+            self.lin_value_pos(pos_src - centre).view(-1, *shape),
+            self.lin_value_pos(pos_dst - centre).view(-1, *shape),
+        )
+
+    def _fused(
+        self,
+        src_terms: Tensor,
+        dst_terms: Tensor,
+        pos_src: Tensor,
+        pos_dst: Tensor,
+        value: Tensor,
+        vpos: tuple[Optional[Tensor], Optional[Tensor]],
+        edge_index: Tensor,
+        edge_weight: Optional[Tensor],
+        contract: bool,
+    ) -> Tensor:
+        names, params = self._kernel_params()
+        kernel_nn = self.kernel_nn
+        per_edge_pos = kernel_nn.pos_term is not None and not kernel_nn.folds_pos
+        edge_fn = self._edge_fn(names)
+        value_pos = self.value_pos == "kernel"
+        vpos_src, vpos_dst = vpos
+        mass = None
+        if vpos_src is not None and self.measure == "max":
+            # max_j is not linear: the edge function adds P (p_j - p_i) per edge.
+            per_edge_pos = value_pos = True
+            edge_fn = self._edge_fn(names, self.lin_value_pos)
+            params = [*params, self.lin_value_pos.weight]
+        elif vpos_src is not None:
+            value = value + vpos_src
+            if self.measure != "softmax":
+                # sum_j c_ij per target and group: a column of ones integrated
+                value = torch.cat([value, value.new_ones(value.shape[:-1] + (1,))], -1)
+        out = kernel_integral(
+            edge_fn,
+            params,
+            src_terms,
+            dst_terms,
+            pos_src if per_edge_pos else None,
+            pos_dst if per_edge_pos else None,
+            value,
+            edge_index,
+            weight=edge_weight,
+            measure=self.measure,
+            tile_size=self.tile_size,
+            contract=contract,
+            value_pos=value_pos,
+        )
+        if vpos_dst is None or self.measure == "max":
+            return out
+        if self.measure == "softmax":
+            # the softmax sums to one over every neighbourhood that is not empty
+            degree = torch.bincount(edge_index[1], minlength=out.size(0))
+            mass = (degree > 0).to(out.dtype).view(-1, 1, 1)
+        else:
+            out, mass = out[..., :-1], out[..., -1:]
+        return out - mass * vpos_dst
 
     def message(
         self,
@@ -316,15 +405,19 @@ class ITConv(_IntegralTransform, MessagePassing):
         pos_j: Tensor,
         pos_i: Tensor,
         value_j: Tensor,
+        vpos_j: Optional[Tensor],
+        vpos_i: Optional[Tensor],
         edge_weight: Optional[Tensor],
         index: Tensor,
         ptr: Optional[Tensor],
         size_i: Optional[int],
     ) -> Tensor:
         kappa, pos_emb = self.kernel_nn.edge_forward(kt_j, kt_i, pos_j - pos_i)
-        if self.value_pos:
+        if self.value_pos == "kernel":
             assert pos_emb is not None
             value_j = value_j + pos_emb.view(value_j.shape)
+        elif vpos_j is not None and vpos_i is not None:
+            value_j = value_j + (vpos_j - vpos_i)
         contract = self.kernel == "full"
         if self.measure == "softmax":
             score = kappa
@@ -341,7 +434,7 @@ class ITConv(_IntegralTransform, MessagePassing):
         named = list(self.kernel_nn.named_parameters())
         return [n for n, _ in named], [p for _, p in named]
 
-    def _edge_fn(self, names: list[str]):
+    def _edge_fn(self, names: list[str], lin_value_pos: Optional[nn.Linear] = None):
         kernel_nn = self.kernel_nn
 
         def edge_fn(params, src_g, dst_g, rel_pos):
@@ -351,7 +444,15 @@ class ITConv(_IntegralTransform, MessagePassing):
                 (src_g, dst_g, rel_pos),
             )
 
-        return edge_fn
+        if lin_value_pos is None:
+            return edge_fn
+
+        def edge_fn_value_pos(params, src_g, dst_g, rel_pos):
+            # the last parameter is P: the positional term P (p_j - p_i) of the value
+            kappa, _ = edge_fn(params[:-1], src_g, dst_g, rel_pos)
+            return kappa, torch.nn.functional.linear(rel_pos, params[-1])
+
+        return edge_fn_value_pos
 
 
-__all__ = ["ITConv", "KERNELS", "VALUES"]
+__all__ = ["ITConv", "KERNELS", "VALUES", "VALUE_POS"]

@@ -192,11 +192,47 @@ def test_shape_errors_name_the_shapes(call, match):
         (dict(value="identity"), "in_channels == out_channels"),
         (dict(kernel="lowrank", value="ones"), "own value map"),
         (dict(value_pos=True, hidden=7), "must match"),
+        (dict(value_pos="mlp"), "unknown value_pos"),
+        (dict(kernel="lowrank", value_pos="linear"), "value_pos needs kernel"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ITConv(8, 12, **kwargs)
+
+
+@pytest.mark.parametrize("measure", ["sum", "mean", "softmax", "max"])
+@pytest.mark.parametrize("tile_size", [None, 5, 10_000])
+def test_linear_value_pos_is_the_kernel_value_pos_with_the_same_map(
+    measure, tile_size
+):
+    # value_pos="kernel" adds the kernel's positional term W (p_j - p_i) per
+    # edge; "linear" adds its own map P (p_j - p_i), folded on the fused path.
+    # With P = W the two layers are one.
+    kernel_mode = make_conv("heads", measure, hidden=12, value_pos=True)
+    linear = make_conv("heads", measure, hidden=12, value_pos="linear")
+    linear.load_state_dict(kernel_mode.state_dict(), strict=False)
+    with torch.no_grad():
+        linear.lin_value_pos.weight.copy_(kernel_mode.kernel_nn.pos_term.weight)
+    linear.tile_size = kernel_mode.tile_size = tile_size
+    x, pos = inputs()
+    edge_index = random_graph()
+    torch.testing.assert_close(
+        linear(x, pos, edge_index), kernel_mode(x, pos, edge_index)
+    )
+
+
+def test_linear_value_pos_sees_relative_positions_only():
+    # A shifted copy of the cloud gives the same output (up to the float32
+    # rounding of the shifted input); a scaled one does not.
+    conv = ITConv(8, 12, kernel="heads", heads=3, hidden=4, measure="softmax",
+                  value_pos="linear", tile_size=64)
+    x, pos = (t.float() for t in inputs())
+    edge_index = random_graph()
+    near = conv(x, pos, edge_index)
+    far = conv(x, pos + 100.0, edge_index)
+    torch.testing.assert_close(far, near, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(conv(x, pos * 2, edge_index), near, atol=1e-3)
 
 
 def test_index_past_the_nodes_is_an_error():

@@ -102,6 +102,7 @@ def test_classifier_single_cloud_without_batch_vector():
         {"tile_size": None, "kernel": "channel", "measure": "mean"},
         {"neighborhood": "radius", "radius": [0.6, 1.2], "max_neighbors": 16},
         {"kernel": "lowrank", "measure": "sum", "norm": "layer"},
+        {"value_pos": True, "hidden": [16, 32]},
     ],
 )
 def test_classifier_batch_independence(options):
@@ -115,7 +116,15 @@ def test_classifier_batch_independence(options):
     torch.testing.assert_close(together, alone)
 
 
-@pytest.mark.parametrize("options", [{}, {"tile_size": None}, {"mc_ratio": 0.5}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"tile_size": None},
+        {"mc_ratio": 0.5},
+        {"value_pos": True, "hidden": [16, 32]},
+    ],
+)
 def test_classifier_gradients_reach_all_parameters(options):
     torch.manual_seed(0)
     model = ITNetClassifier(4, 3, **{**SMALL, **options})
@@ -126,6 +135,47 @@ def test_classifier_gradients_reach_all_parameters(options):
         assert param.grad is not None, name
         assert torch.isfinite(param.grad).all(), name
         assert param.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"value_pos": True, "hidden": [16, 32]}, {"hidden": [4, 12]}]
+)
+def test_classifier_fused_path_equals_reference_path(options):
+    torch.manual_seed(0)
+    fused = ITNetClassifier(4, **{**SMALL, **options}).double().eval()
+    reference = ITNetClassifier(4, **{**SMALL, **options, "tile_size": None})
+    reference = reference.double().eval()
+    reference.load_state_dict(fused.state_dict())
+    data = Batch.from_data_list(clouds(3, dtype=torch.float64))
+    outputs = []
+    for model in (fused, reference):
+        out = model(data)
+        out.pow(2).sum().backward()
+        outputs.append((out, [p.grad for p in model.parameters()]))
+    torch.testing.assert_close(outputs[0][0], outputs[1][0])
+    for got, want in zip(outputs[0][1], outputs[1][1]):
+        torch.testing.assert_close(got, want)
+
+
+def test_classifier_value_pos_carries_the_neighbourhood_shape():
+    # Constant point features (a zero embedding): a softmax kernel then
+    # averages equal values, and the integral cannot tell two shapes apart;
+    # positional values can.
+    torch.manual_seed(0)
+    options = {**SMALL, "depth": 0, "kernel_inputs": ["rel_pos"]}
+    plain = ITNetClassifier(3, **options)
+    with_pos = ITNetClassifier(3, **{**options, "value_pos": True, "hidden": [16, 32]})
+    line = torch.zeros(64, 3)
+    line[:, 0] = torch.linspace(-1, 1, 64)
+    data = Batch.from_data_list([Data(pos=line), Data(pos=torch.randn(64, 3))])
+    out = []
+    for model in (plain, with_pos):
+        model.embed = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU())
+        torch.nn.init.zeros_(model.embed[0].weight)
+        with torch.no_grad():
+            out.append(model.eval()(data))
+    torch.testing.assert_close(out[0][0], out[0][1])
+    assert (out[1][0] - out[1][1]).abs().max() > 1e-3
 
 
 def test_classifier_no_gradient_leak_across_clouds():
@@ -222,6 +272,10 @@ def test_classifier_errors():
         ITNetClassifier(4, **{**SMALL, "ratios": [0.5, 0.0]})
     with pytest.raises(ValueError, match="radius"):
         ITNetClassifier(4, **{**SMALL, "neighborhood": "radius"})
+    with pytest.raises(ValueError, match="hidden must equal channels"):
+        ITNetClassifier(4, **{**SMALL, "value_pos": True})
+    with pytest.raises(ValueError, match="one entry per stage"):
+        ITNetClassifier(4, **{**SMALL, "hidden": [8, 8, 8]})
     with pytest.raises(ValueError, match="unknown sampler"):
         ITNetClassifier(4, **{**SMALL, "sampler": "grid"})
     with pytest.raises(ValueError, match="unknown model"):

@@ -38,7 +38,7 @@ def conv_case(kernel, measure, value_pos, kind):
         measure=measure,
         heads=3,
         rank=4,
-        hidden=12 if value_pos else 16,
+        hidden=12 if value_pos is True else 16,
         value_pos=value_pos,
     ).double()
     gen = torch.Generator().manual_seed(1)
@@ -51,7 +51,7 @@ def conv_case(kernel, measure, value_pos, kind):
 CASES = [
     (k, m, vp, kind)
     for k, m, vp, kind in itertools.product(
-        KERNELS, MEASURES, [False, True], ["random", "regular"]
+        KERNELS, MEASURES, [False, True, "linear"], ["random", "regular"]
     )
     if not (vp and k in ("lowrank", "full"))
 ]
@@ -234,6 +234,8 @@ def test_set_compile_builds_the_compiled_sums_once(compiled):
         ("heads", True, 24, "regular", "gathered"),  # values + positional term
         ("channel", False, 24, "random", "scatter"),  # irregular neighbourhoods
         ("heads", True, 9, "random", "scatter"),
+        ("heads", "linear", 24, "regular", "gathers"),  # folded: values + P p_j
+        ("channel", "linear", 9, "random", "scatter"),
     ],
 )
 def test_compiled_sums_equal_reference(

@@ -164,11 +164,19 @@ class ITNetClassifier(nn.Module):
             (default: :obj:`"fps"`)
         kernel (str, optional): ITConv kernel mode. (default: :obj:`"heads"`)
         heads (int, optional): Heads of ``kernel="heads"``. (default: :obj:`8`)
-        hidden (int, optional): Hidden width of the kernel MLP.
-            (default: :obj:`16`)
+        hidden (int or list, optional): Hidden width of the kernel MLP, per
+            stage or for all. (default: :obj:`16`)
         measure (str, optional): ITConv measure. (default: :obj:`"softmax"`)
         kernel_inputs (list of str, optional): ITConv kernel inputs.
             (default: :obj:`["rel_pos", "x_i", "x_j"]`)
+        value_pos (bool or str, optional): A positional term of every
+            ITConv's value, :math:`V f_j + \pi(p_j - p_i)`, so that the integral
+            carries the neighbourhood's shape and not only a weighting of its
+            features: ``"linear"``, a linear map of each layer's own (no cost
+            per edge on the fused path), or :obj:`True` / ``"kernel"``, the
+            kernel's positional embedding as in Point Transformer (then
+            :obj:`hidden` must equal :obj:`channels` stage by stage).
+            (default: :obj:`False`)
         tile_size (int, optional): Edges per tile of ITConv's fused path,
             :obj:`None` for the reference path. (default: :obj:`32768`)
         mc_ratio (float, optional): Fraction of each neighbourhood kept by
@@ -227,9 +235,10 @@ class ITNetClassifier(nn.Module):
         sampler: str = "fps",
         kernel: str = "heads",
         heads: int = 8,
-        hidden: int = 16,
+        hidden: int | Sequence[int] = 16,
         measure: str = "softmax",
         kernel_inputs: Sequence[str] = ("rel_pos", "x_i", "x_j"),
+        value_pos: bool | str = False,
         tile_size: Optional[int] = 32768,
         mc_ratio: float = 1.0,
         expansion: int = 2,
@@ -258,6 +267,13 @@ class ITNetClassifier(nn.Module):
         self.ratios = [float(r) for r in per_stage(ratios, num_stages, "ratios")]
         self.k = [int(v) for v in per_stage(k, num_stages, "k")]
         self.depth = [int(v) for v in per_stage(depth, num_stages, "depth")]
+        self.hidden = [int(v) for v in per_stage(hidden, num_stages, "hidden")]
+        if value_pos in (True, "kernel") and self.hidden != channels:
+            raise ValueError(
+                "value_pos adds the kernel's hidden layer to the value: hidden must "
+                f"equal channels stage by stage, got hidden={self.hidden} and "
+                f"channels={channels}"
+            )
         self.neighborhood = check_choice(neighborhood, NEIGHBORHOODS, "neighborhood")
         self.sampler = check_choice(sampler, SAMPLERS, "sampler")
         check_choice(norm, NORMS, "norm")
@@ -293,12 +309,12 @@ class ITNetClassifier(nn.Module):
             self.trans_scale.append(t * scale)
             self.block_scale.append(b * scale)
 
-        conv_options = itconv_options(
-            kernel, heads, hidden, measure, kernel_inputs, tile_size
-        )
-
-        def options() -> dict[str, Any]:
-            opts = dict(conv_options)
+        def options(stage: int) -> dict[str, Any]:
+            opts = itconv_options(
+                kernel, heads, self.hidden[stage], measure, kernel_inputs, tile_size
+            )
+            if value_pos:
+                opts["value_pos"] = value_pos
             if mc_ratio < 1.0:
                 opts["mc"] = MonteCarlo(ratio=mc_ratio)
             return opts
@@ -309,7 +325,7 @@ class ITNetClassifier(nn.Module):
         self.blocks = nn.ModuleList()
         width = embed_channels
         for s, c in enumerate(channels):
-            self.down.append(ConvUnit(width, c, options(), norm, act, shortcut=True))
+            self.down.append(ConvUnit(width, c, options(s), norm, act, shortcut=True))
             self.down_mlp.append(
                 ResidualMLP(c, expansion, norm, act)
                 if down_mlp and expansion > 0
@@ -317,7 +333,7 @@ class ITNetClassifier(nn.Module):
             )
             self.blocks.append(
                 nn.ModuleList(
-                    ResidualBlock(c, options(), norm, act, expansion)
+                    ResidualBlock(c, options(s), norm, act, expansion)
                     for _ in range(self.depth[s])
                 )
             )

@@ -362,7 +362,7 @@ def test_point_transformer_conv(attn, graph):
     assert isinstance(ours, PointTransformerConvIT)
     conv = ours.conv
     assert conv.kernel_inputs == ("rel_pos", "x_i", "x_j")
-    assert (conv.measure, conv.value, conv.value_pos) == ("softmax", "linear", True)
+    assert (conv.measure, conv.value, conv.value_pos) == ("softmax", "linear", "kernel")
     assert conv.kernel == ("heads" if attn == "scalar" else "channel")
     edge_index = _edges(graph, 12, 12, seed=22)
 
