@@ -203,9 +203,7 @@ def test_bad_constructor_arguments(kwargs, match):
 
 @pytest.mark.parametrize("measure", ["sum", "mean", "softmax", "max"])
 @pytest.mark.parametrize("tile_size", [None, 5, 10_000])
-def test_linear_value_pos_is_the_kernel_value_pos_with_the_same_map(
-    measure, tile_size
-):
+def test_linear_value_pos_is_the_kernel_value_pos_with_the_same_map(measure, tile_size):
     # value_pos="kernel" adds the kernel's positional term W (p_j - p_i) per
     # edge; "linear" adds its own map P (p_j - p_i), folded on the fused path.
     # With P = W the two layers are one.
@@ -225,8 +223,16 @@ def test_linear_value_pos_is_the_kernel_value_pos_with_the_same_map(
 def test_linear_value_pos_sees_relative_positions_only():
     # A shifted copy of the cloud gives the same output (up to the float32
     # rounding of the shifted input); a scaled one does not.
-    conv = ITConv(8, 12, kernel="heads", heads=3, hidden=4, measure="softmax",
-                  value_pos="linear", tile_size=64)
+    conv = ITConv(
+        8,
+        12,
+        kernel="heads",
+        heads=3,
+        hidden=4,
+        measure="softmax",
+        value_pos="linear",
+        tile_size=64,
+    )
     x, pos = (t.float() for t in inputs())
     edge_index = random_graph()
     near = conv(x, pos, edge_index)

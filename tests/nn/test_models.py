@@ -153,7 +153,7 @@ def test_classifier_fused_path_equals_reference_path(options):
         out.pow(2).sum().backward()
         outputs.append((out, [p.grad for p in model.parameters()]))
     torch.testing.assert_close(outputs[0][0], outputs[1][0])
-    for got, want in zip(outputs[0][1], outputs[1][1]):
+    for got, want in zip(outputs[0][1], outputs[1][1], strict=True):
         torch.testing.assert_close(got, want)
 
 
