@@ -1,4 +1,4 @@
-"""What the benchmark scripts share: the environment record and result files."""
+"""What the benchmark scripts share: environment record, result files, peak memory."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 import itnet_geo
 
@@ -33,3 +34,19 @@ def write_results(name: str, report: dict, text: str) -> Path:
     (RESULTS / f"{name}.md").write_text(text)
     print(f"wrote {RESULTS / name}.json and {name}.md")
     return RESULTS
+
+
+def peak_tensor_bytes(fn) -> int:
+    """Peak of live CPU tensor memory while fn runs (profiler memory events)."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted(
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()
+        if e.name() == "[memory]"
+    )
+    current = peak = 0
+    for _, nbytes in events:
+        current += nbytes
+        peak = max(peak, current)
+    return peak

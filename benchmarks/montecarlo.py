@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import torch
-from torch.profiler import ProfilerActivity, profile
+from _common import peak_tensor_bytes
 
 from itnet_geo.nn import ITConv, MonteCarlo
 from itnet_geo.nn.sampling import density_weights, uniform_weights
@@ -209,22 +209,6 @@ def variance(num: int, k: int, draws: int, ratio: float, seed: int) -> list[dict
 
 
 # ------------------------------------------------------------------ (c)
-def _peak_bytes(fn) -> int:
-    """Peak of live CPU tensor memory while fn runs (profiler memory events)."""
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted(
-        (e.start_ns(), e.nbytes())
-        for e in prof.profiler.kineto_results.events()
-        if e.name() == "[memory]"
-    )
-    current = peak = 0
-    for _, nbytes in events:
-        current += nbytes
-        peak = max(peak, current)
-    return peak
-
-
 def cost(num: int, k: int, channels: int, repeat: int, seed: int) -> list[dict]:
     pos = nonuniform_sphere(num, seed, dtype=torch.float32)
     edge_index = knn_graph(pos, k=k)
@@ -287,7 +271,7 @@ def cost(num: int, k: int, channels: int, repeat: int, seed: int) -> list[dict]:
                 "sampling_s": (
                     0.0 if c["ratio"] == 1.0 else statistics.median(c["sample_times"])
                 ),
-                "peak_mib": _peak_bytes(c["step"]) / 2**20,
+                "peak_mib": peak_tensor_bytes(c["step"]) / 2**20,
             }
         )
     for row in rows:

@@ -52,8 +52,8 @@ import time
 from pathlib import Path
 
 import torch
+from _common import peak_tensor_bytes
 from torch import Tensor, nn
-from torch.profiler import ProfilerActivity, profile
 from torch_geometric.loader import DataLoader
 
 from itnet_geo.datasets import IrregularOperatorTask
@@ -191,22 +191,6 @@ def check_neighbours(data, radius: float) -> None:
 
 
 # --------------------------------------------------------------- measuring
-def _peak_bytes(fn) -> int:
-    """Peak of live CPU tensor memory while fn runs (profiler memory events)."""
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted(
-        (e.start_ns(), e.nbytes())
-        for e in prof.profiler.kineto_results.events()
-        if e.name() == "[memory]"
-    )
-    current = peak = 0
-    for _, nbytes in events:
-        current += nbytes
-        peak = max(peak, current)
-    return peak
-
-
 def train_step_memory(model, train, batch_size) -> float:
     batch = next(iter(DataLoader(train, batch_size=batch_size)))
 
@@ -216,7 +200,7 @@ def train_step_memory(model, train, batch_size) -> float:
         loss.backward()
         model.zero_grad(set_to_none=True)
 
-    return _peak_bytes(step) / 2**20
+    return peak_tensor_bytes(step) / 2**20
 
 
 def eval_memory(model, data) -> float:
@@ -225,7 +209,7 @@ def eval_memory(model, data) -> float:
         with torch.no_grad():
             ex.predict(model, data)
 
-    return _peak_bytes(run) / 2**20
+    return peak_tensor_bytes(run) / 2**20
 
 
 def run_task(operator: str, args, log) -> dict:
