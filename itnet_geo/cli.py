@@ -1110,6 +1110,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     clock_start = time.perf_counter()
     if _WORKER_T0 in os.environ:  # a worker of `train --nproc`: its start
         clock_start -= time.time() - float(os.environ[_WORKER_T0])
+        from itnet_geo.train.distributed import watch_launcher
+
+        watch_launcher()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv

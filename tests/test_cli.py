@@ -661,8 +661,13 @@ def test_bench_unknown_script(capsys):
 
 
 @pytest.mark.slow
-def test_sigkilled_run_resumes_to_the_same_weights(tmp_path):
-    """A real kill -9 mid-run, then --resume: same final weights as no kill."""
+@pytest.mark.parametrize("processes", [1, 2])
+def test_sigkilled_run_resumes_to_the_same_weights(tmp_path, processes):
+    """A real kill -9 mid-run, then --resume: same final weights as no kill.
+
+    With two processes (``--nproc 2``) the kill reaches the supervisor, whose
+    workers stop with it; both ranks' random streams come back on resume.
+    """
     import os
     import signal
     import subprocess
@@ -698,6 +703,8 @@ def test_sigkilled_run_resumes_to_the_same_weights(tmp_path):
             "--threads",
             "1",
             "--no-progress",
+            "--nproc",
+            str(processes),
             *TINY_MODEL,
             *extra,
         ]

@@ -16,6 +16,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+#: Set by :func:`launch_local` for its workers: the launcher's process id.
+LAUNCHER_PID = "ITNET_GEO_LAUNCHER_PID"
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -164,6 +167,30 @@ def supervise(procs: Sequence[subprocess.Popen], poll: float = 0.2) -> int:
         raise
 
 
+def watch_launcher(poll: float = 1.0) -> bool:
+    r"""In a worker of :func:`launch_local`: end this process when the launcher ends.
+
+    A launcher killed by ``SIGKILL`` (``kill -9``, the out-of-memory killer) cannot
+    stop its workers; they would train on, orphaned, writing into the run folder a
+    ``--resume`` then shares with them. A daemon thread checks once every
+    :obj:`poll` seconds that this process's parent is still the launcher and sends
+    this process ``SIGTERM`` when it is not. Returns whether the watch started (only
+    in a process :func:`launch_local` started).
+    """
+    pid = os.environ.get(LAUNCHER_PID)
+    if pid is None:
+        return False
+    launcher = int(pid)
+
+    def watch() -> None:
+        while os.getppid() == launcher:
+            time.sleep(poll)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="launcher-watch", daemon=True).start()
+    return True
+
+
 def launch_local(
     argv: Sequence[str], nproc: int, env: Mapping[str, str] | None = None
 ) -> int:
@@ -172,11 +199,13 @@ def launch_local(
     What ``torchrun --standalone --nproc_per_node=nproc`` does for this library,
     without its agent: the workers get ``MASTER_ADDR``/``MASTER_PORT`` (a free local
     port), ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK`` and are watched by
-    :func:`supervise`, so a failure or Ctrl-C ends the whole run with one report.
-    Returns the run's exit status.
+    :func:`supervise`, so a failure or Ctrl-C ends the whole run with one report,
+    and by :func:`watch_launcher` in each worker, so that a launcher killed outright
+    takes them with it. Returns the run's exit status.
     """
     base = dict(os.environ if env is None else env)
     base.update(
+        {LAUNCHER_PID: str(os.getpid())},
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(_free_port()),
         WORLD_SIZE=str(nproc),
@@ -217,4 +246,5 @@ __all__ = [
     "cleanup_distributed",
     "launch_local",
     "supervise",
+    "watch_launcher",
 ]

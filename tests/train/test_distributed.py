@@ -232,6 +232,34 @@ def test_kill_of_cli_nproc_stops_its_workers(tmp_path):
         os.killpg(proc.pid, 0)
 
 
+def _living_members(group: int) -> list[int]:
+    """Processes of process group :obj:`group` that are not zombies (Linux /proc)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended while being read
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_sigkill_of_cli_nproc_takes_its_workers_with_it(tmp_path):
+    proc = _start_a_long_nproc_run(tmp_path)
+    assert len(_living_members(proc.pid)) == 3  # the launcher and two workers
+    proc.kill()  # SIGKILL: the launcher can forward nothing
+    proc.wait()
+    deadline = time.monotonic() + 60
+    while _living_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    orphans = _living_members(proc.pid)
+    for pid in orphans:  # a failing run must not leave them training
+        os.kill(pid, signal.SIGKILL)
+    assert orphans == []
+
+
 def test_ctrl_c_on_cli_nproc_stops_every_process_with_one_report(tmp_path):
     # Ctrl-C in a terminal: SIGINT to the launcher and both workers at once
     proc = _start_a_long_nproc_run(tmp_path)
